@@ -1,0 +1,21 @@
+"""Registered methods. Importing this package registers every built-in method."""
+
+from reconad.methods.base import (
+    Method,
+    OptimGroup,
+    ScoreOutput,
+    Stage,
+    get_method,
+    list_methods,
+    register,
+)
+
+__all__ = [
+    "Method",
+    "OptimGroup",
+    "ScoreOutput",
+    "Stage",
+    "get_method",
+    "list_methods",
+    "register",
+]

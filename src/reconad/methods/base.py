@@ -1,0 +1,210 @@
+"""The method contract and the registry every method is listed in.
+
+A method is an ``nn.Module`` with a small contract, so that one training loop, one
+``Detector`` facade, the CLI and one parametrised contract test treat every method alike:
+
+* ``stages()`` declares what trains: for each stage its name, epochs, and optimiser groups
+  (which parameters, learning rate, weight decay, step decay). Classical methods have no
+  stages and implement ``fit_closed_form`` instead.
+* ``training_step(batch, stage)`` returns a loss, or for multi-optimiser stages (GANs) a dict
+  ``{group_name: loss}``; the loop back-propagates each loss into its own group only.
+* ``score(x)`` returns a :class:`ScoreOutput`: image scores (higher = more anomalous), an
+  anomaly map or None, and named intermediate images in ``extras``.
+* ``calibrate(normals)`` sees held-out normal images after training (never test images) to
+  fit score statistics such as standardisation; thresholds are set by the Detector.
+
+Learned state that is not a parameter (centres, score statistics, classical-model arrays) is
+kept in buffers, so ``state_dict`` holds all of it and safetensors can store it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass
+class ScoreOutput:
+    """What ``Method.score`` returns for a batch of B images.
+
+    Attributes:
+        image_score: ``(B,)`` float, higher means more anomalous.
+        anomaly_map: ``(B, 1, H, W)`` float at the model's input size, or None.
+        extras: named intermediate images, each ``(B, C, H, W)`` (restorations, residuals...),
+            so that a report can show why an image was flagged.
+    """
+
+    image_score: Tensor
+    anomaly_map: Tensor | None = None
+    extras: dict[str, Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class OptimGroup:
+    """One optimiser: which modules it trains and how.
+
+    ``milestones`` are fractions of the stage's epochs at which the learning rate is
+    multiplied by ``gamma`` (step decay), e.g. ``(0.5, 0.75)``.
+    """
+
+    modules: list[nn.Module]
+    lr: float
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    milestones: tuple[float, ...] = ()
+    gamma: float = 0.1
+
+    def parameters(self) -> list[nn.Parameter]:
+        seen: dict[int, nn.Parameter] = {}
+        for m in self.modules:
+            for p in m.parameters():
+                if p.requires_grad:
+                    seen.setdefault(id(p), p)
+        return list(seen.values())
+
+
+@dataclass
+class Stage:
+    """A training stage: its epochs and its optimiser groups, by name."""
+
+    name: str
+    epochs: int
+    groups: dict[str, OptimGroup]
+    batch_size: int = 32
+
+
+class Method(nn.Module):
+    """Base class of every registered method. Subclasses set ``name`` and ``Config``."""
+
+    name: ClassVar[str] = ""
+    Config: ClassVar[type]
+    #: one-line description for ``reconad list`` and ``--help``
+    summary: ClassVar[str] = ""
+    #: provenance of the design: "paper", "reconstructed from the published abstract", ...
+    provenance: ClassVar[str] = "paper"
+    #: input height and width must be a multiple of this (pooling depth)
+    size_multiple: ClassVar[int] = 1
+    #: smallest input side the architecture supports
+    min_size: ClassVar[int] = 1
+    #: whether ``score`` returns a pixel map
+    produces_maps: ClassVar[bool] = True
+    #: named presets: overrides of ``Config`` defaults; the first key is the default preset
+    presets: ClassVar[dict[str, dict[str, Any]]] = {"default": {}}
+
+    def __init__(self, config: Any, channels: int, image_size: tuple[int, int]) -> None:
+        super().__init__()
+        self.config = config
+        self.channels = int(channels)
+        self.image_size = (int(image_size[0]), int(image_size[1]))
+
+    # ---- training -------------------------------------------------------------------
+    def stages(self) -> list[Stage]:
+        """The training stages, in order. Empty for closed-form (classical) methods."""
+        return []
+
+    def training_step(self, batch: Tensor, stage: str) -> Tensor | dict[str, Tensor]:
+        """Loss for one batch of images in [0, 1], ``(B, C, H, W)``."""
+        raise NotImplementedError
+
+    def on_stage_start(self, stage: str, batches: Iterable[Tensor]) -> None:
+        """Hook before a stage's first epoch (e.g. fix a centre from a pass over the data)."""
+
+    def fit_closed_form(self, images: Tensor) -> None:
+        """Fit a non-iterative model on all training images at once (classical methods)."""
+
+    def calibrate(self, normals: Tensor) -> None:
+        """Fit score statistics on held-out normal images (never test images)."""
+
+    # ---- scoring --------------------------------------------------------------------
+    def score(self, x: Tensor) -> ScoreOutput:
+        raise NotImplementedError
+
+    # ---- helpers --------------------------------------------------------------------
+    @classmethod
+    def make_config(cls, preset: str | None = None, **overrides: Any) -> Any:
+        """The paper-default config, with a preset's and then the caller's overrides.
+
+        Raises:
+            ValueError: for an unknown preset or a field the config does not have.
+        """
+        preset = preset or next(iter(cls.presets))
+        if preset not in cls.presets:
+            raise ValueError(
+                f"method {cls.name!r} has no preset {preset!r}; choose from {list(cls.presets)}"
+            )
+        names = {f.name for f in dataclasses.fields(cls.Config)}
+        values = {**cls.presets[preset], **{k: v for k, v in overrides.items() if v is not None}}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(
+                f"method {cls.name!r} has no hyper-parameter(s) {unknown}; it has {sorted(names)}"
+            )
+        cfg = cls.Config(**values)
+        cfg_dict = dataclasses.asdict(cfg)
+        if "preset" in cfg_dict:
+            cfg = dataclasses.replace(cfg, preset=preset)
+        return cfg
+
+    def assign_state(self, tensors: dict[str, Tensor]) -> None:
+        """Load a flat state dict, letting buffers take the stored shape.
+
+        Buffers such as classical-model arrays have data-dependent shapes, so they are
+        replaced rather than copied into. Parameters must match exactly.
+
+        Raises:
+            KeyError: if a stored name is unknown, or a parameter is missing.
+        """
+        own = dict(self.named_parameters())
+        bufs = dict(self.named_buffers())
+        missing = sorted(set(own) - set(tensors))
+        if missing:
+            raise KeyError(f"weights file lacks parameters {missing[:5]}")
+        for key, value in tensors.items():
+            if key in own:
+                with torch.no_grad():
+                    own[key].copy_(value)
+            elif key in bufs:
+                module_name, _, attr = key.rpartition(".")
+                module = self.get_submodule(module_name) if module_name else self
+                module._buffers[attr] = value.clone()
+            else:
+                raise KeyError(f"weights file has {key!r}, which method {self.name!r} lacks")
+
+
+_REGISTRY: dict[str, type[Method]] = {}
+
+
+def register(cls: type[Method]) -> type[Method]:
+    """Class decorator: list a method under ``cls.name``."""
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} needs a name to be registered")
+    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
+        raise ValueError(f"a method named {cls.name!r} is already registered")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def get_method(name: str) -> type[Method]:
+    """The method class registered as ``name``.
+
+    Raises:
+        KeyError: naming the registered methods, when ``name`` is unknown.
+    """
+    from reconad import methods as _  # noqa: F401  (import registers the built-in methods)
+
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown method {name!r}; registered: {sorted(_REGISTRY)}") from None
+
+
+def list_methods() -> list[str]:
+    """Names of all registered methods, sorted."""
+    from reconad import methods as _  # noqa: F401
+
+    return sorted(_REGISTRY)
