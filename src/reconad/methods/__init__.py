@@ -19,3 +19,5 @@ __all__ = [
     "list_methods",
     "register",
 ]
+
+from reconad.methods import ae as _ae  # noqa: E402,F401  (registers ae, ssim_ae)

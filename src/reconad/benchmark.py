@@ -1,0 +1,286 @@
+"""Protocol runs over classes and seeds, resumable, with published numbers beside ours.
+
+One result file per (class, seed) is written when that run finishes and skipped when it is
+already there, so a long protocol (10 classes x 3 seeds) can be stopped and continued. The
+summary prints, per class, our mean (and standard deviation over seeds), the published
+number where one exists and the difference, and writes ``summary.csv`` / ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import resource
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from reconad.data.protocol import one_class_split
+from reconad.detector import Detector, versions
+from reconad.metrics import image_metrics
+from reconad.reference import published_auroc, published_source
+from reconad.serialize import write_json
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def git_commit() -> str | None:
+    """The current git commit of the working directory, if any."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5
+        )
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def run_one_class(
+    dataset: str,
+    train,
+    test,
+    normal: int,
+    method: str,
+    seed: int,
+    preset: str | None = None,
+    val_fraction: float = 0.1,
+    epochs_scale: float = 1.0,
+    progress: bool = True,
+    hparams: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Fit on one normal class, score the whole test split, return the result record."""
+    split = one_class_split(train, test, normal, val_fraction=val_fraction, seed=seed)
+    det = Detector(
+        method,
+        preset=preset,
+        seed=seed,
+        progress=progress,
+        epochs_scale=epochs_scale,
+        val_fraction=val_fraction,
+        **(hparams or {}),
+    )
+    t0 = time.perf_counter()
+    det.fit(split.train, validation=split.val)
+    t_fit = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    scores = det.score_samples(split.test)
+    t_score = time.perf_counter() - t0
+    labels = split.test_anomalous.astype(int)
+    m = image_metrics(labels, scores)
+    pred = scores > det.threshold_
+    cfg = det.to_config()
+    return {
+        "dataset": dataset,
+        "method": method,
+        "preset": cfg["preset"],
+        "class": normal,
+        "class_name": (train.class_names or [str(normal)])[normal]
+        if train.class_names and normal < len(train.class_names)
+        else str(normal),
+        "seed": seed,
+        "auroc": 100 * m["auroc"],
+        "ap": 100 * m["ap"],
+        "f1_max_oracle": 100 * m["f1_max"],
+        "tpr_at_5fpr": 100 * m["tpr_at_5fpr"],
+        # The leakage-free operating point: threshold from held-out training normals.
+        "calibrated": {
+            "threshold": det.threshold_,
+            "test_fpr": 100 * float(pred[labels == 0].mean()),
+            "test_tpr": 100 * float(pred[labels == 1].mean()),
+        },
+        "n_train": len(split.train),
+        "n_val": len(split.val),
+        "n_test": len(split.test),
+        "fit_seconds": round(t_fit, 2),
+        "score_seconds": round(t_score, 2),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "hparams": cfg["hparams"],
+        "input": cfg["input"],
+        "epochs_scale": epochs_scale,
+        "versions": versions(),
+        "git_commit": git_commit(),
+    }
+
+
+def run_protocol(
+    dataset: str,
+    method: str,
+    classes: list[int],
+    seeds: list[int],
+    out_dir: Path,
+    root: str | Path | None = None,
+    preset: str | None = None,
+    val_fraction: float = 0.1,
+    epochs_scale: float = 1.0,
+    progress: bool = True,
+    hparams: dict[str, Any] | None = None,
+    log=print,
+) -> list[dict[str, Any]]:
+    """Run (or resume) the one-class protocol; returns every (class, seed) record."""
+    from reconad.data.datasets import load_dataset
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    todo = [(c, s) for s in seeds for c in classes if not _result_path(out_dir, c, s).exists()]
+    train = test = None
+    if todo:
+        train = load_dataset(dataset, "train", root=root)
+        test = load_dataset(dataset, "test", root=root)
+    records = []
+    for seed in seeds:
+        for c in classes:
+            path = _result_path(out_dir, c, seed)
+            if path.exists():
+                records.append(json.loads(path.read_text()))
+                continue
+            log(f"[{dataset}/{method}] class {c}, seed {seed}: training")
+            rec = run_one_class(
+                dataset,
+                train,
+                test,
+                c,
+                method,
+                seed,
+                preset=preset,
+                val_fraction=val_fraction,
+                epochs_scale=epochs_scale,
+                progress=progress,
+                hparams=hparams,
+            )
+            write_json(path, rec)
+            log(
+                f"[{dataset}/{method}] class {c}, seed {seed}: AUROC {rec['auroc']:.2f} "
+                f"(fit {rec['fit_seconds']:.0f} s, score {rec['score_seconds']:.1f} s)"
+            )
+            records.append(rec)
+    return records
+
+
+def _result_path(out_dir: Path, c: int, seed: int) -> Path:
+    return out_dir / f"class{c}_seed{seed}.json"
+
+
+def summarize(records: list[dict[str, Any]], reference_method: str | None = None) -> dict[str, Any]:
+    """Per-class mean/std over seeds, with published numbers and differences."""
+    if not records:
+        return {"rows": [], "mean": None}
+    dataset, method = records[0]["dataset"], records[0]["method"]
+    ref = published_auroc(reference_method or method, dataset)
+    rows = []
+    for c in sorted({r["class"] for r in records}):
+        rs = [r for r in records if r["class"] == c]
+        aurocs = np.array([r["auroc"] for r in rs])
+        pub = ref.get(str(c))
+        rows.append(
+            {
+                "class": c,
+                "class_name": rs[0].get("class_name", str(c)),
+                "auroc": float(aurocs.mean()),
+                "auroc_std": float(aurocs.std()) if len(aurocs) > 1 else 0.0,
+                "seeds": sorted(r["seed"] for r in rs),
+                "published": pub,
+                "diff": None if pub is None else float(aurocs.mean() - pub),
+                "fit_seconds": float(np.mean([r["fit_seconds"] for r in rs])),
+                "score_seconds": float(np.mean([r["score_seconds"] for r in rs])),
+                "peak_rss_mb": float(max(r["peak_rss_mb"] for r in rs)),
+            }
+        )
+    per_seed_means = [
+        np.mean([r["auroc"] for r in records if r["seed"] == s])
+        for s in sorted({r["seed"] for r in records})
+    ]
+    mean = float(np.mean([row["auroc"] for row in rows]))
+    pub_mean = ref.get("mean")
+    return {
+        "dataset": dataset,
+        "method": method,
+        "preset": records[0].get("preset"),
+        "rows": rows,
+        "mean": mean,
+        "mean_std_over_seeds": float(np.std(per_seed_means)) if len(per_seed_means) > 1 else 0.0,
+        "published_mean": pub_mean,
+        "diff_mean": None if pub_mean is None else mean - pub_mean,
+        "published_source": published_source(reference_method or method, dataset),
+        "total_fit_seconds": float(sum(r["fit_seconds"] for r in records)),
+        "total_score_seconds": float(sum(r["score_seconds"] for r in records)),
+        "peak_rss_mb": float(max(r["peak_rss_mb"] for r in records)),
+        "n_runs": len(records),
+        "versions": records[-1].get("versions"),
+        "git_commit": records[-1].get("git_commit"),
+    }
+
+
+def write_summary(summary: dict[str, Any], out_dir: Path) -> None:
+    """Write ``summary.json`` and ``summary.csv`` beside the per-run files."""
+    out_dir = Path(out_dir)
+    write_json(out_dir / "summary.json", summary)
+    fields = [
+        "class",
+        "class_name",
+        "auroc",
+        "auroc_std",
+        "published",
+        "diff",
+        "fit_seconds",
+        "score_seconds",
+        "peak_rss_mb",
+    ]
+    tmp = out_dir / ".summary.csv.tmp"
+    with tmp.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+        w.writeheader()
+        for row in summary["rows"]:
+            w.writerow(row)
+        w.writerow(
+            {
+                "class": "mean",
+                "auroc": summary["mean"],
+                "auroc_std": summary["mean_std_over_seeds"],
+                "published": summary["published_mean"],
+                "diff": summary["diff_mean"],
+                "fit_seconds": summary["total_fit_seconds"],
+                "score_seconds": summary["total_score_seconds"],
+                "peak_rss_mb": summary["peak_rss_mb"],
+            }
+        )
+    tmp.replace(out_dir / "summary.csv")
+
+
+def render_table(summary: dict[str, Any]):
+    """A rich Table of the summary: class, ours (+- std), published, difference, time."""
+    from rich.table import Table
+
+    title = f"{summary['method']} on {summary['dataset']} (preset {summary['preset']})"
+    t = Table(title=title)
+    for col in ("class", "AUROC %", "published", "diff", "fit s", "score s"):
+        t.add_column(col, justify="right" if col != "class" else "left")
+
+    def fmt(v, signed=False):
+        return "-" if v is None else (f"{v:+.1f}" if signed else f"{v:.1f}")
+
+    for r in summary["rows"]:
+        ours = f"{r['auroc']:.1f}" + (f" ± {r['auroc_std']:.1f}" if len(r["seeds"]) > 1 else "")
+        t.add_row(
+            f"{r['class']} {r['class_name']}",
+            ours,
+            fmt(r["published"]),
+            fmt(r["diff"], True),
+            f"{r['fit_seconds']:.0f}",
+            f"{r['score_seconds']:.1f}",
+        )
+    t.add_row(
+        "mean",
+        f"{summary['mean']:.1f}",
+        fmt(summary["published_mean"]),
+        fmt(summary["diff_mean"], True),
+        f"{summary['total_fit_seconds']:.0f}",
+        f"{summary['total_score_seconds']:.1f}",
+        style="bold",
+    )
+    return t

@@ -1,0 +1,361 @@
+"""`Detector`: the estimator facade over every registered method.
+
+Follows scikit-learn's conventions: the constructor only stores its arguments, ``fit``
+returns ``self``, learned state ends with ``_`` (``method_``, ``threshold_``). Scores follow
+the anomaly-detection convention: **higher = more anomalous** (as in PyOD's
+``decision_function`` and anomalib), and ``predict`` returns 1 for anomalous, 0 for normal.
+
+The threshold is set on normal images held out from the training data (``val_fraction``, or
+an explicit ``validation`` set), never on test images.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import platform
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import reconad
+from reconad.calibration import threshold_at_fpr
+from reconad.data.imageset import DataError, ImageSet
+from reconad.data.protocol import holdout_split
+from reconad.inputs import ImageInput, resize_uint8, round_up, to_imageset
+from reconad.methods.base import Method, get_method
+from reconad.serialize import atomic_dir, load_tensors, save_tensors, write_json
+from reconad.training import TrainConfig, train
+
+MODEL_FORMAT = "reconad-model/1"
+
+
+class NotFittedError(RuntimeError):
+    """The detector was used before ``fit`` (or ``load``)."""
+
+
+class Detector:
+    """Fit a reconstruction-based anomaly detector on normal images, then score new ones.
+
+    Args:
+        method: a registered method name (see ``reconad.list_methods()``).
+        preset: the method's preset (e.g. ``"cpu"`` or ``"paper"``); None = its default.
+        image_size: model input ``(h, w)`` or one int; None = the training images' size,
+            rounded up to what the architecture needs.
+        val_fraction: fraction of the training images held out for calibration.
+        target_fpr: false-positive rate on held-out normals that sets ``threshold_``.
+        seed: one seed for data order, initialisation and random erasers.
+        accelerator, devices, strategy, precision: passed to Lightning Fabric.
+        progress: show progress bars.
+        epochs_scale: multiply the method's epochs (quick runs and tests).
+        checkpoint_dir: write a checkpoint each epoch there and resume from it.
+        batch_size: images per batch when scoring.
+        **hparams: the method's hyper-parameters (see its ``Config``).
+    """
+
+    def __init__(
+        self,
+        method: str = "ae",
+        *,
+        preset: str | None = None,
+        image_size: int | tuple[int, int] | None = None,
+        val_fraction: float = 0.1,
+        target_fpr: float = 0.05,
+        seed: int = 0,
+        accelerator: str = "cpu",
+        devices: int | str = 1,
+        strategy: str = "auto",
+        precision: str = "32-true",
+        progress: bool = True,
+        epochs_scale: float = 1.0,
+        checkpoint_dir: str | Path | None = None,
+        batch_size: int = 256,
+        **hparams: Any,
+    ) -> None:
+        self.method = method
+        self.preset = preset
+        self.image_size = image_size
+        self.val_fraction = val_fraction
+        self.target_fpr = target_fpr
+        self.seed = seed
+        self.accelerator = accelerator
+        self.devices = devices
+        self.strategy = strategy
+        self.precision = precision
+        self.progress = progress
+        self.epochs_scale = epochs_scale
+        self.checkpoint_dir = checkpoint_dir
+        self.batch_size = batch_size
+        self.hparams = hparams
+
+    # ---- fitting ------------------------------------------------------------------------
+    def fit(self, X: ImageInput, y: Any = None, *, validation: ImageInput | None = None):
+        """Train on normal images ``X``; calibrate the threshold on held-out normals.
+
+        Args:
+            X: normal training images (array, tensor, ImageSet, files or a folder).
+            y: ignored (present for scikit-learn compatibility).
+            validation: held-out normal images; None = hold out ``val_fraction`` of X.
+
+        Returns:
+            self
+        """
+        cls = get_method(self.method)
+        config = cls.make_config(self.preset, **self.hparams)
+        size = self._requested_size()
+        data = to_imageset(X, size=size)
+        if size is None:
+            h, w = data.size
+            size = (
+                round_up(h, cls.size_multiple, cls.min_size),
+                round_up(w, cls.size_multiple, cls.min_size),
+            )
+        if validation is None and self.val_fraction > 0:
+            data, val = holdout_split(data, self.val_fraction, self.seed)
+        elif validation is not None:
+            val = to_imageset(validation, size=size)
+        else:
+            val = None
+        self.method_: Method = cls(config, data.channels, size)
+        self.input_shape_ = (data.channels, *size)
+        images = resize_uint8(data.images, size)
+        result = train(self.method_, images, self._train_config())
+        self.history_ = result.history
+        self.fit_seconds_ = result.seconds
+        self.is_main_ = result.is_main
+        self.n_train_ = len(data)
+        self.threshold_ = float("nan")
+        self.val_scores_ = np.array([])
+        if val is not None and len(val):
+            val_images = self._prepare(val)
+            with torch.no_grad():
+                self.method_.calibrate(torch.from_numpy(val_images).float() / 255.0)
+            self.val_scores_ = self._run(val_images, maps=False)["scores"]
+            self.threshold_ = threshold_at_fpr(self.val_scores_, self.target_fpr)
+        return self
+
+    def _requested_size(self) -> tuple[int, int] | None:
+        if self.image_size is None:
+            return None
+        if isinstance(self.image_size, int):
+            return (self.image_size, self.image_size)
+        return (int(self.image_size[0]), int(self.image_size[1]))
+
+    def _train_config(self) -> TrainConfig:
+        return TrainConfig(
+            seed=self.seed,
+            accelerator=self.accelerator,
+            devices=self.devices,
+            strategy=self.strategy,
+            precision=self.precision,
+            checkpoint_dir=Path(self.checkpoint_dir) if self.checkpoint_dir else None,
+            progress=self.progress,
+            epochs_scale=self.epochs_scale,
+        )
+
+    # ---- scoring ------------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "method_"):
+            raise NotFittedError("this Detector is not fitted yet: call fit() or Detector.load()")
+
+    def _prepare(self, data: ImageSet) -> np.ndarray:
+        c, h, w = self.input_shape_
+        if data.channels != c:
+            where = f" (first file: {data.paths[0]})" if data.paths else ""
+            raise DataError(
+                f"the model expects {c}-channel images; got {data.channels}-channel{where}"
+            )
+        return resize_uint8(data.images, (h, w))
+
+    def _as_set(self, X: ImageInput) -> ImageSet:
+        self._check_fitted()
+        return to_imageset(X, size=tuple(self.input_shape_[1:]))
+
+    def _run(self, images: np.ndarray, maps: bool = True, extras: int = 0) -> dict[str, Any]:
+        """Score uint8 images in batches; keep maps and the first ``extras`` images' extras."""
+        self.method_.eval()
+        scores, amaps, kept = [], [], {}
+        with torch.no_grad():
+            for i in range(0, len(images), self.batch_size):
+                x = torch.from_numpy(images[i : i + self.batch_size]).float() / 255.0
+                out = self.method_.score(x)
+                s = out.image_score.detach().float().cpu().numpy()
+                if not np.isfinite(s).all():
+                    raise FloatingPointError(
+                        f"method {self.method!r} produced {int((~np.isfinite(s)).sum())} "
+                        f"non-finite score(s) in images {i}-{i + len(x) - 1}"
+                    )
+                scores.append(s)
+                if maps and out.anomaly_map is not None:
+                    amaps.append(out.anomaly_map[:, 0].detach().float().cpu().numpy())
+                if i < extras:
+                    for k, v in out.extras.items():
+                        kept.setdefault(k, []).append(v[: extras - i].detach().float().cpu())
+        return {
+            "scores": np.concatenate(scores),
+            "maps": np.concatenate(amaps) if amaps else None,
+            "extras": {k: torch.cat(v).numpy() for k, v in kept.items()},
+        }
+
+    def score_samples(self, X: ImageInput) -> np.ndarray:
+        """Image anomaly scores, ``(N,)``; higher = more anomalous."""
+        return self._run(self._prepare(self._as_set(X)), maps=False)["scores"]
+
+    def anomaly_maps(
+        self, X: ImageInput, original_size: bool = False
+    ) -> np.ndarray | list[np.ndarray]:
+        """Pixel anomaly maps: ``(N, H, W)`` at the model's input size, or, with
+        ``original_size``, a list with each map resized back to its image's own size.
+
+        Raises:
+            ValueError: if the method produces no maps (e.g. ``iforest``).
+        """
+        data = self._as_set(X)
+        maps = self._run(self._prepare(data))["maps"]
+        if maps is None:
+            raise ValueError(f"method {self.method!r} produces image scores only, no maps")
+        return resize_maps(maps, data.orig_sizes) if original_size else maps
+
+    def predict(self, X: ImageInput, threshold: float | None = None) -> np.ndarray:
+        """1 = anomalous, 0 = normal, at ``threshold`` (default: the calibrated one)."""
+        t = self.threshold_ if threshold is None else threshold
+        if not np.isfinite(t):
+            raise NotFittedError(
+                "no calibrated threshold (fit held out no normal images): pass threshold="
+            )
+        return (self.score_samples(X) > t).astype(np.int64)
+
+    def explain(self, X: ImageInput, n: int | None = None) -> dict[str, Any]:
+        """Scores, maps and the method's named intermediate images (extras) of ``n`` images."""
+        data = self._as_set(X)
+        images = self._prepare(data)
+        out = self._run(images, maps=True, extras=len(images) if n is None else n)
+        out["orig_sizes"] = data.orig_sizes
+        out["paths"] = data.paths
+        return out
+
+    # ---- persistence --------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write ``config.json`` and ``weights.safetensors`` to a folder, atomically."""
+        self._check_fitted()
+        path = Path(path)
+        if not getattr(self, "is_main_", True):
+            return path  # other DDP ranks: rank 0 writes
+        config = self.to_config()
+
+        def write(tmp: Path) -> None:
+            save_tensors(tmp / "weights.safetensors", self.method_.state_dict())
+            write_json(tmp / "config.json", config)
+
+        atomic_dir(path, write)
+        return path
+
+    def to_config(self) -> dict[str, Any]:
+        """What ``config.json`` holds: method, hyper-parameters, input, calibration, run."""
+        cls = type(self.method_)
+        c, h, w = self.input_shape_
+        return {
+            "format": MODEL_FORMAT,
+            "method": self.method,
+            "provenance": cls.provenance,
+            "preset": self.preset or next(iter(cls.presets)),
+            "hparams": dataclasses.asdict(self.method_.config),
+            "input": {"channels": c, "height": h, "width": w},
+            "calibration": {
+                "threshold": self.threshold_,
+                "target_fpr": self.target_fpr,
+                "n_val": int(len(self.val_scores_)),
+                "val_score_mean": float(np.mean(self.val_scores_))
+                if len(self.val_scores_)
+                else None,
+                "val_score_std": float(np.std(self.val_scores_)) if len(self.val_scores_) else None,
+            },
+            "training": {
+                "seed": self.seed,
+                "n_train": getattr(self, "n_train_", None),
+                "seconds": round(getattr(self, "fit_seconds_", 0.0), 3),
+                "epochs_scale": self.epochs_scale,
+                "devices": self.devices,
+                "strategy": self.strategy,
+                "precision": self.precision,
+                "history": getattr(self, "history_", []),
+            },
+            "versions": versions(),
+        }
+
+    @classmethod
+    def load(cls, path: str | Path) -> Detector:
+        """Load a model folder written by :meth:`save` (no pickle involved).
+
+        Raises:
+            FileNotFoundError: if the folder or one of its files is missing.
+            ValueError: if the folder is not a reconad model.
+        """
+        path = Path(path)
+        cfg_path, weights = path / "config.json", path / "weights.safetensors"
+        for p in (cfg_path, weights):
+            if not p.exists():
+                raise FileNotFoundError(f"{p} not found: is {path} a model folder from fit?")
+        cfg = json.loads(cfg_path.read_text())
+        if cfg.get("format") != MODEL_FORMAT:
+            raise ValueError(f"{cfg_path}: not a {MODEL_FORMAT} model (format {cfg.get('format')})")
+        method_cls = get_method(cfg["method"])
+        hp = _restore_tuples(method_cls.Config, cfg["hparams"])
+        calib = cfg["calibration"]
+        det = cls(
+            cfg["method"],
+            preset=cfg["preset"],
+            target_fpr=calib["target_fpr"],
+            seed=cfg["training"]["seed"],
+            progress=False,
+            **hp,
+        )
+        inp = cfg["input"]
+        det.method_ = method_cls(
+            method_cls.Config(**hp), inp["channels"], (inp["height"], inp["width"])
+        )
+        det.method_.assign_state(load_tensors(weights))
+        det.method_.eval()
+        det.input_shape_ = (inp["channels"], inp["height"], inp["width"])
+        det.threshold_ = float("nan") if calib["threshold"] is None else float(calib["threshold"])
+        det.val_scores_ = np.array([])
+        det.history_ = cfg["training"].get("history", [])
+        det.config_ = cfg
+        return det
+
+
+def _restore_tuples(config_cls: type, values: dict[str, Any]) -> dict[str, Any]:
+    """JSON turns tuples into lists; give tuple-typed fields their tuples back."""
+    out = dict(values)
+    for f in dataclasses.fields(config_cls):
+        if isinstance(out.get(f.name), list) and "tuple" in str(f.type):
+            out[f.name] = tuple(out[f.name])
+    return out
+
+
+def resize_maps(maps: np.ndarray, sizes: list[tuple[int, int]]) -> list[np.ndarray]:
+    """Resize each ``(H, W)`` map bilinearly to its image's original ``(h, w)``."""
+    out = []
+    for m, (h, w) in zip(maps, sizes, strict=True):
+        if m.shape == (h, w):
+            out.append(m)
+            continue
+        t = torch.from_numpy(np.ascontiguousarray(m))[None, None]
+        r = torch.nn.functional.interpolate(t, size=(h, w), mode="bilinear", align_corners=False)
+        out.append(r[0, 0].numpy())
+    return out
+
+
+def versions() -> dict[str, str]:
+    """Versions of reconad and the libraries that shape results."""
+    import sklearn
+
+    return {
+        "reconad": reconad.__version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "scikit-learn": sklearn.__version__,
+        "python": platform.python_version(),
+    }

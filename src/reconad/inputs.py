@@ -1,0 +1,115 @@
+"""Turn what a user hands the Detector (arrays, tensors, paths, folders) into an ImageSet.
+
+Arrays and tensors may be ``(H, W)``, ``(N, H, W)``, ``(N, C, H, W)`` or ``(N, H, W, C)`` with
+C in {1, 3}; uint8 (0-255) or float in [0, 1]. Paths may be image files or folders (a flat
+folder of images, or an MVTec-style category whose ``train/good`` is used).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from kornia.geometry.transform import resize
+
+from reconad.data.imageset import DataError, ImageSet
+
+ImageInput = Any  # np.ndarray | torch.Tensor | ImageSet | str | Path | Sequence[str | Path]
+
+
+def array_to_uint8(x: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Bring an image array to uint8 ``(N, C, H, W)``.
+
+    Raises:
+        DataError: for an unsupported shape, NaN values, or floats outside [0, 1].
+    """
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    x = np.asarray(x)
+    if x.dtype == bool or x.dtype.kind not in "uif":
+        raise DataError(f"images must be numeric (uint8 or float in [0, 1]); got dtype {x.dtype}")
+    if x.ndim == 2:
+        x = x[None, None]
+    elif x.ndim == 3:
+        x = x[:, None]
+    elif x.ndim == 4:
+        if x.shape[1] not in (1, 3) and x.shape[-1] in (1, 3):
+            x = x.transpose(0, 3, 1, 2)
+        elif x.shape[1] not in (1, 3):
+            raise DataError(
+                f"cannot tell the channel axis of an array of shape {x.shape}: images need "
+                "1 (gray) or 3 (RGB) channels, as (N, C, H, W) or (N, H, W, C)"
+            )
+    else:
+        raise DataError(
+            f"images must be (H, W), (N, H, W), (N, C, H, W) or (N, H, W, C); got {x.shape}"
+        )
+    if len(x) == 0:
+        raise DataError("no images were given (the array is empty)")
+    if x.dtype == np.uint8:
+        return np.ascontiguousarray(x)
+    if x.dtype.kind == "f":
+        bad = ~np.isfinite(x)
+        if bad.any():
+            raise DataError(f"images contain {int(bad.sum())} NaN or infinite value(s)")
+        lo, hi = float(x.min()), float(x.max())
+        if lo < 0.0 or hi > 1.0:
+            raise DataError(
+                f"float images must lie in [0, 1]; got values in [{lo:.3g}, {hi:.3g}] "
+                "(divide 0-255 data by 255, or pass uint8)"
+            )
+        return np.ascontiguousarray(np.round(x * 255.0).astype(np.uint8))
+    lo, hi = int(x.min()), int(x.max())
+    if lo < 0 or hi > 255:
+        raise DataError(f"integer images must lie in 0-255; got values in [{lo}, {hi}]")
+    return np.ascontiguousarray(x.astype(np.uint8))
+
+
+def to_imageset(x: ImageInput, size: tuple[int, int] | None = None) -> ImageSet:
+    """Read or wrap any supported input as an ImageSet (files resized to ``size`` if given).
+
+    Raises:
+        DataError: naming the file or folder that cannot be read.
+    """
+    from reconad.data import folders
+
+    if isinstance(x, ImageSet):
+        return x
+    if isinstance(x, (str, Path)):
+        p = Path(x)
+        if p.is_dir():
+            if (p / "train" / "good").is_dir():
+                return folders.read_mvtec(p, "train", size=size)
+            return folders.read_flat_folder(p, size=size)
+        if not p.exists():
+            raise DataError(f"{p}: no such file or folder")
+        return folders.read_image_files([p], size=size)
+    if isinstance(x, Sequence) and x and all(isinstance(i, (str, Path)) for i in x):
+        return folders.read_image_files([Path(i) for i in x], size=size)
+    if isinstance(x, (np.ndarray, torch.Tensor)):
+        return ImageSet(array_to_uint8(x))
+    raise DataError(
+        f"cannot read images from a {type(x).__name__}: pass an array, a tensor, an ImageSet, "
+        "an image file, a folder, or a list of image files"
+    )
+
+
+def resize_uint8(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize uint8 ``(N, C, H, W)`` images with antialiased bilinear interpolation."""
+    if tuple(images.shape[2:]) == tuple(size):
+        return images
+    out = np.empty((len(images), images.shape[1], *size), dtype=np.uint8)
+    for i in range(0, len(images), 1024):
+        chunk = torch.from_numpy(images[i : i + 1024]).float()
+        r = resize(chunk, size, interpolation="bilinear", antialias=True)
+        out[i : i + 1024] = r.round().clamp(0, 255).to(torch.uint8).numpy()
+    return out
+
+
+def round_up(side: int, multiple: int, minimum: int) -> int:
+    """The smallest multiple of ``multiple`` that is >= max(side, minimum)."""
+    side = max(side, minimum)
+    return -(-side // multiple) * multiple

@@ -1,0 +1,329 @@
+"""The one training loop every method uses, on Lightning Fabric.
+
+Fabric handles the device, precision and distributed data-parallel training (``devices=2,
+strategy="ddp"`` runs on two CPU processes with gloo); the loop itself is ours: it walks the
+method's declared stages, builds one Adam optimiser per group, applies step decay, shows a
+progress bar, writes a checkpoint after every epoch and resumes from the last one.
+
+Determinism: one seed sets initialisation (``seed_everything`` before the first stage), the
+data order of every epoch (a generator seeded from seed, stage and epoch) and the method's
+own randomness (the global torch RNG, whose state is checkpointed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from lightning_fabric import Fabric
+from lightning_fabric.strategies import DDPStrategy
+from torch.utils.data import DataLoader, TensorDataset
+
+from reconad.methods.base import Method, Stage
+from reconad.serialize import flatten_state, load_tensors, save_tensors, unflatten_state, write_json
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (for instance the loss became NaN)."""
+
+
+@dataclass
+class TrainConfig:
+    """Run-time settings of the loop (the method's own hyper-parameters live in its config).
+
+    Attributes:
+        seed: controls initialisation, data order and the method's random erasers.
+        accelerator, devices, strategy, precision: passed to Lightning Fabric.
+        checkpoint_dir: where ``last.safetensors``/``last.json`` go each epoch; None = none.
+        resume: continue from the checkpoint in ``checkpoint_dir`` when it matches this run.
+        progress: show a rich progress bar.
+        epochs_scale: multiply every stage's epochs (tests and quick runs), at least 1 epoch.
+    """
+
+    seed: int = 0
+    accelerator: str = "cpu"
+    devices: int | str = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+    checkpoint_dir: Path | None = None
+    resume: bool = True
+    progress: bool = True
+    epochs_scale: float = 1.0
+    num_workers: int = 0
+
+
+@dataclass
+class TrainResult:
+    """What the loop reports back."""
+
+    history: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+    resumed_from: str | None = None
+    is_main: bool = True
+
+
+def stage_epochs(stage: Stage, scale: float) -> int:
+    return max(1, int(round(stage.epochs * scale)))
+
+
+def _lr_factor(group_milestones: tuple[float, ...], gamma: float, epoch: int, epochs: int) -> float:
+    passed = sum(1 for m in group_milestones if epoch >= int(round(m * epochs)))
+    return gamma**passed
+
+
+def _fingerprint(method: Method, images: np.ndarray, cfg: TrainConfig) -> str:
+    """Identify a run so that a checkpoint is only resumed into the same run."""
+    h = hashlib.sha256()
+    h.update(method.name.encode())
+    h.update(json.dumps(method.config.__dict__, sort_keys=True, default=str).encode())
+    h.update(str((images.shape, cfg.seed, cfg.epochs_scale)).encode())
+    h.update(images[:: max(1, len(images) // 64)].tobytes())
+    return h.hexdigest()[:16]
+
+
+def _make_fabric(cfg: TrainConfig) -> Fabric:
+    strategy: Any = cfg.strategy
+    if strategy in ("ddp", "ddp_spawn"):
+        # Multi-stage methods freeze parts of the network, so some parameters get no grad.
+        strategy = DDPStrategy(
+            find_unused_parameters=True,
+            start_method="spawn" if strategy == "ddp_spawn" else "popen",
+        )
+    return Fabric(
+        accelerator=cfg.accelerator, devices=cfg.devices, strategy=strategy, precision=cfg.precision
+    )
+
+
+def train(method: Method, images: np.ndarray, cfg: TrainConfig) -> TrainResult:
+    """Train ``method`` on uint8 images ``(N, C, H, W)`` through all its stages.
+
+    Returns:
+        The per-epoch history (stage, epoch, mean loss, seconds) and total wall time.
+
+    Raises:
+        TrainingError: if a loss is not finite, naming stage and epoch.
+    """
+    fabric = _make_fabric(cfg)
+    fabric.launch()
+    fabric.seed_everything(cfg.seed, verbose=False)
+    result = TrainResult(is_main=fabric.is_global_zero)
+    start = time.perf_counter()
+
+    data = torch.from_numpy(np.ascontiguousarray(images))
+    method.fit_closed_form(data.float() / 255.0)
+    stages = method.stages()
+    if not stages:
+        result.seconds = time.perf_counter() - start
+        return result
+
+    model = fabric.setup_module(method)
+    model.mark_forward_method("training_step")
+    ckpt = _Checkpoint(cfg.checkpoint_dir, _fingerprint(method, images, cfg), fabric)
+    done = ckpt.load(method, cfg.resume) if cfg.resume else None
+    if done is not None:
+        result.history = done["history"]
+        result.resumed_from = str(cfg.checkpoint_dir)
+    start_stage, start_epoch = (done["stage"], done["epoch"] + 1) if done else (0, 0)
+
+    with _progress(cfg.progress and fabric.is_global_zero) as bar:
+        for si, stage in enumerate(stages):
+            if si < start_stage:
+                continue
+            epochs = stage_epochs(stage, cfg.epochs_scale)
+            first = start_epoch if si == start_stage else 0
+            if first >= epochs:
+                continue
+            optimizers = {
+                name: torch.optim.Adam(
+                    g.parameters(), lr=g.lr, betas=g.betas, weight_decay=g.weight_decay
+                )
+                for name, g in stage.groups.items()
+            }
+            if done is not None and si == start_stage and done.get("optimizers"):
+                for name, opt in optimizers.items():
+                    opt.load_state_dict(done["optimizers"][name])
+            wrapped = {n: fabric.setup_optimizers(o) for n, o in optimizers.items()}
+            loader = _loader(data, stage.batch_size, cfg, fabric)
+            if first == 0:
+                method.on_stage_start(stage.name, _float_batches(loader))
+            task = bar.add_task(stage.name, total=(epochs - first) * len(loader)) if bar else None
+            for epoch in range(first, epochs):
+                t0 = time.perf_counter()
+                for name, g in stage.groups.items():
+                    for pg in wrapped[name].param_groups:
+                        pg["lr"] = g.lr * _lr_factor(g.milestones, g.gamma, epoch, epochs)
+                loss_sum = _run_epoch(
+                    model, stage, wrapped, loader, si, epoch, cfg.seed, fabric, bar, task, epochs
+                )
+                mean_loss = loss_sum / max(1, len(loader))
+                result.history.append(
+                    {
+                        "stage": stage.name,
+                        "epoch": epoch + 1,
+                        "loss": mean_loss,
+                        "seconds": round(time.perf_counter() - t0, 3),
+                    }
+                )
+                ckpt.save(method, si, epoch, optimizers, result.history)
+            if task is not None:
+                bar.update(task, visible=False)
+    result.seconds = time.perf_counter() - start
+    method.eval()
+    return result
+
+
+def _run_epoch(model, stage, optimizers, loader, si, epoch, seed, fabric, bar, task, epochs):
+    model.train()
+    if hasattr(loader.sampler, "set_epoch"):
+        loader.sampler.set_epoch(epoch + 1000 * si)
+    gen = getattr(loader, "_reconad_generator", None)
+    if gen is not None:
+        gen.manual_seed(seed * 1_000_003 + si * 10_007 + epoch)
+    loss_sum = 0.0
+    for batch in loader:
+        x = batch[0].float().div_(255.0)
+        out = model.training_step(x, stage.name)
+        losses = out if isinstance(out, dict) else {next(iter(stage.groups)): out}
+        for opt in optimizers.values():
+            opt.zero_grad(set_to_none=True)
+        names = list(losses)
+        total = 0.0
+        for i, name in enumerate(names):
+            loss = losses[name]
+            if not torch.isfinite(loss):
+                raise TrainingError(
+                    f"loss {name!r} became {loss.item()} in stage {stage.name!r}, epoch "
+                    f"{epoch + 1}; try a lower learning rate"
+                )
+            params = stage.groups[name].parameters()
+            fabric.backward(loss, inputs=params, retain_graph=i < len(names) - 1)
+            total += float(loss.detach())
+        for name in names:
+            optimizers[name].step()
+        loss_sum += total
+        if bar is not None:
+            bar.update(
+                task,
+                advance=1,
+                description=f"{stage.name} {epoch + 1}/{epochs} loss {total:.4g}",
+            )
+    return loss_sum
+
+
+def _loader(data: torch.Tensor, batch_size: int, cfg: TrainConfig, fabric: Fabric) -> DataLoader:
+    gen = torch.Generator()
+    bs = min(batch_size, len(data))
+    loader = DataLoader(
+        TensorDataset(data),
+        batch_size=bs,
+        shuffle=True,
+        generator=gen,
+        # A last batch of 1 breaks BatchNorm; drop the remainder when there is a full batch.
+        drop_last=len(data) > bs,
+        num_workers=cfg.num_workers,
+    )
+    loader = fabric.setup_dataloaders(loader)
+    loader._reconad_generator = gen  # reseeded each epoch: resumable, deterministic order
+    return loader
+
+
+def _float_batches(loader: DataLoader):
+    for batch in loader:
+        yield batch[0].float() / 255.0
+
+
+class _progress:
+    """A rich progress bar, or nothing (context manager yielding the bar or None)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar = None
+
+    def __enter__(self):
+        if self.enabled:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self.bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                transient=False,
+            )
+            self.bar.__enter__()
+        return self.bar
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+
+class _Checkpoint:
+    """``last.safetensors`` + ``last.json`` in a folder, rewritten atomically each epoch."""
+
+    def __init__(self, folder: Path | None, fingerprint: str, fabric: Fabric) -> None:
+        self.folder = Path(folder) if folder else None
+        self.fingerprint = fingerprint
+        self.fabric = fabric
+
+    def save(self, method, stage_index, epoch, optimizers, history) -> None:
+        if self.folder is None or not self.fabric.is_global_zero:
+            return
+        skeleton, tensors = flatten_state(
+            {n: o.state_dict() for n, o in optimizers.items()}, "optim"
+        )
+        tensors.update({f"model.{k}": v for k, v in method.state_dict().items()})
+        tensors["rng.torch"] = torch.get_rng_state()
+        save_tensors(self.folder / "last.safetensors", tensors)
+        write_json(
+            self.folder / "last.json",
+            {
+                "fingerprint": self.fingerprint,
+                "stage": stage_index,
+                "epoch": epoch,
+                "optimizers": skeleton,
+                "history": history,
+            },
+        )
+
+    def load(self, method, resume: bool) -> dict | None:
+        if self.folder is None or not resume:
+            return None
+        meta_path, weights = self.folder / "last.json", self.folder / "last.safetensors"
+        if not (meta_path.exists() and weights.exists()):
+            return None
+        try:
+            meta = json.loads(meta_path.read_text())
+            if meta.get("fingerprint") != self.fingerprint:
+                return None  # a checkpoint of another run: start afresh, it gets overwritten
+            tensors = load_tensors(weights)
+        except (OSError, ValueError, json.JSONDecodeError):
+            return None  # unreadable checkpoint: start afresh rather than crash
+        method.assign_state(
+            {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+        )
+        torch.set_rng_state(tensors["rng.torch"])
+        meta["optimizers"] = unflatten_state(meta["optimizers"], tensors)
+        return meta
+
+
+def total_epochs(method: Method, scale: float = 1.0) -> int:
+    """Sum of the (scaled) epochs over all stages."""
+    return sum(stage_epochs(s, scale) for s in method.stages())
+
+
+__all__ = ["TrainConfig", "TrainResult", "TrainingError", "train", "total_epochs"]
