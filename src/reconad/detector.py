@@ -118,6 +118,7 @@ class Detector:
             val = to_imageset(validation, size=size)
         else:
             val = None
+        torch.manual_seed(self.seed)  # the seed also fixes the initial weights
         self.method_: Method = cls(config, data.channels, size)
         self.input_shape_ = (data.channels, *size)
         images = resize_uint8(data.images, size)

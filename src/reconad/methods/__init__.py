@@ -21,3 +21,4 @@ __all__ = [
 ]
 
 from reconad.methods import ae as _ae  # noqa: E402,F401  (registers ae, ssim_ae)
+from reconad.methods import classical as _classical  # noqa: E402,F401  (pca, iforest, ocsvm)

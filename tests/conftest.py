@@ -1,0 +1,40 @@
+"""Shared fixtures: real data from ../shared/data (skipped with a reason when absent)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def shared(name: str) -> Path:
+    """A path under ../shared/data, or skip the test naming what is missing."""
+    p = SHARED_DATA / name
+    if not p.exists():
+        pytest.skip(f"real data {p} is missing (expected ../shared/data beside the repo)")
+    return p
+
+
+@pytest.fixture(scope="session")
+def mnist_test():
+    """The real MNIST test split (10,000 images), read once per session."""
+    from reconad.data.idx import read_idx
+
+    d = shared("mnist")
+    return read_idx(d / "t10k-images-idx3-ubyte.gz", d / "t10k-labels-idx1-ubyte.gz")
+
+
+@pytest.fixture(scope="session")
+def mnist_small(mnist_test):
+    """A small real subset: 512 training images of digit 1, and a 400-image test set of
+    200 ones and 200 others, all from disjoint parts of MNIST's test split."""
+    ones = np.flatnonzero(mnist_test.labels == 1)
+    others = np.flatnonzero(mnist_test.labels != 1)
+    train = mnist_test.subset(ones[:512])
+    test = mnist_test.subset(np.concatenate([ones[600:800], others[:200]]))
+    anomalous = np.r_[np.zeros(200, bool), np.ones(200, bool)]
+    return train, test, anomalous

@@ -1,0 +1,149 @@
+"""The shared training loop: determinism, checkpoint per epoch, resume, NaN guard, DDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from reconad import training
+from reconad.methods import get_method
+from reconad.training import TrainConfig, TrainingError, train
+
+
+def _images(n: int = 96, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, 1, 32, 32), dtype=np.uint8)
+
+
+def _ae(epochs: int = 2, seed: int = 0, **kw):
+    cls = get_method("ae")
+    torch.manual_seed(seed)
+    return cls(cls.make_config(epochs=epochs, batch_size=32, **kw), 1, (32, 32))
+
+
+def _weights(m) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in m.state_dict().items()}
+
+
+def _same(a, b) -> bool:
+    return all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_same_seed_same_weights_other_seed_other_weights():
+    imgs = _images()
+    runs = []
+    for seed in (0, 0, 1):
+        m = _ae(seed=seed)
+        train(m, imgs, TrainConfig(seed=seed, progress=False))
+        runs.append(_weights(m))
+    assert _same(runs[0], runs[1])
+    assert not _same(runs[0], runs[2])
+
+
+def test_history_and_checkpoint_written_each_epoch(tmp_path):
+    m = _ae(epochs=3)
+    res = train(m, _images(), TrainConfig(checkpoint_dir=tmp_path, progress=False))
+    assert [h["epoch"] for h in res.history] == [1, 2, 3]
+    assert all(np.isfinite(h["loss"]) for h in res.history)
+    meta = json.loads((tmp_path / "last.json").read_text())
+    assert meta["epoch"] == 2 and meta["stage"] == 0
+    assert (tmp_path / "last.safetensors").exists()
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+
+
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    imgs = _images()
+    full = _ae(epochs=3)
+    train(full, imgs, TrainConfig(seed=5, progress=False))
+
+    real_epoch = training._run_epoch
+
+    def dies_in_third_epoch(model, stage, opts, loader, si, epoch, *a):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return real_epoch(model, stage, opts, loader, si, epoch, *a)
+
+    monkeypatch.setattr(training, "_run_epoch", dies_in_third_epoch)
+    interrupted = _ae(epochs=3)
+    with pytest.raises(KeyboardInterrupt):
+        train(interrupted, imgs, TrainConfig(seed=5, checkpoint_dir=tmp_path, progress=False))
+    assert json.loads((tmp_path / "last.json").read_text())["epoch"] == 1
+    monkeypatch.setattr(training, "_run_epoch", real_epoch)
+
+    resumed = _ae(epochs=3)  # a fresh process would build a fresh model, too
+    res = train(resumed, imgs, TrainConfig(seed=5, checkpoint_dir=tmp_path, progress=False))
+    assert res.resumed_from == str(tmp_path)
+    assert [h["epoch"] for h in res.history] == [1, 2, 3]
+    for k, v in _weights(full).items():
+        torch.testing.assert_close(resumed.state_dict()[k], v, rtol=1e-5, atol=1e-6)
+
+
+def test_checkpoint_of_another_run_is_not_resumed(tmp_path):
+    imgs = _images()
+    train(_ae(epochs=1), imgs, TrainConfig(seed=0, checkpoint_dir=tmp_path, progress=False))
+    res = train(_ae(epochs=1), imgs, TrainConfig(seed=1, checkpoint_dir=tmp_path, progress=False))
+    assert res.resumed_from is None
+
+
+def test_corrupt_checkpoint_starts_afresh(tmp_path):
+    (tmp_path / "last.json").write_text("{not json")
+    (tmp_path / "last.safetensors").write_bytes(b"garbage")
+    res = train(_ae(epochs=1), _images(), TrainConfig(checkpoint_dir=tmp_path, progress=False))
+    assert res.resumed_from is None and len(res.history) == 1
+
+
+def test_step_decay_lowers_the_learning_rate():
+    assert training._lr_factor((0.5,), 0.1, 0, 10) == 1.0
+    assert training._lr_factor((0.5,), 0.1, 5, 10) == pytest.approx(0.1)
+    assert training._lr_factor((0.5, 0.75), 0.1, 8, 10) == pytest.approx(0.01)
+
+
+def test_non_finite_loss_stops_with_a_clear_error():
+    base = get_method("ae")
+
+    class Diverges(base):
+        def training_step(self, batch, stage):
+            return super().training_step(batch, stage) * float("nan")
+
+    m = Diverges(base.make_config(epochs=1), 1, (32, 32))
+    with pytest.raises(TrainingError, match="stage 'train', epoch 1"):
+        train(m, _images(), TrainConfig(progress=False))
+
+
+def test_epochs_scale_keeps_at_least_one_epoch():
+    m = _ae(epochs=10)
+    res = train(m, _images(40), TrainConfig(progress=False, epochs_scale=0.01))
+    assert len(res.history) == 1
+
+
+@pytest.mark.slow
+def test_ddp_on_two_cpu_processes_trains_a_working_model(tmp_path, mnist_small):
+    """`reconad fit --devices 2 --strategy ddp` (gloo) trains, saves once, and the model
+    separates real MNIST ones from other digits."""
+    from PIL import Image
+
+    from reconad.detector import Detector
+    from reconad.metrics import image_auroc
+
+    train_set, test, anomalous = mnist_small
+    folder = tmp_path / "normal"
+    folder.mkdir()
+    for i, img in enumerate(train_set.images):
+        Image.fromarray(img[0]).save(folder / f"{i:04d}.png")
+    out = tmp_path / "model"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "reconad", "fit", "--data", str(folder), "--out", str(out),
+           "--devices", "2", "--strategy", "ddp", "--epochs", "20", "--set", "batch_size=16",
+           "--no-progress"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["training"]["strategy"] == "ddp" and cfg["training"]["devices"] == 2
+    assert len(cfg["training"]["history"]) == 20
+    det = Detector.load(out)
+    assert image_auroc(anomalous, det.score_samples(test)) > 0.85, cfg["training"]["history"][-1]
