@@ -9,9 +9,10 @@ LeakyReLU(0.2) after every layer but the code and the output. Training as in the
 Adam, lr 2e-4, weight decay 1e-5, batch 128.
 
 Our reading where the paper is silent [reconstructed]: He initialisation (see
-``he_init``); the output layer has a sigmoid (inputs are in [0, 1]); the image score is the mean of the anomaly map (the paper evaluates
-segmentation only); the paper's 128x128 inputs become any size that is a multiple of 16,
-with the code convolution's kernel equal to the remaining field (8x8 at 128x128).
+``he_init``); a sigmoid output layer (inputs are in [0, 1]); the image score is the mean
+of the anomaly map (the paper evaluates segmentation only); the paper's 128x128 inputs
+become any size that is a multiple of 16, with the code convolution's kernel equal to the
+remaining field (8x8 at 128x128).
 """
 
 from __future__ import annotations
