@@ -137,9 +137,25 @@ def test_ddp_on_two_cpu_processes_trains_a_working_model(tmp_path, mnist_small):
         Image.fromarray(img[0]).save(folder / f"{i:04d}.png")
     out = tmp_path / "model"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "reconad", "fit", "--data", str(folder), "--out", str(out),
-           "--devices", "2", "--strategy", "ddp", "--epochs", "20", "--set", "batch_size=16",
-           "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "reconad",
+        "fit",
+        "--data",
+        str(folder),
+        "--out",
+        str(out),
+        "--devices",
+        "2",
+        "--strategy",
+        "ddp",
+        "--epochs",
+        "20",
+        "--set",
+        "batch_size=16",
+        "--no-progress",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     cfg = json.loads((out / "config.json").read_text())

@@ -222,7 +222,7 @@ class Detector:
     def predict(self, X: ImageInput, threshold: float | None = None) -> np.ndarray:
         """1 = anomalous, 0 = normal, at ``threshold`` (default: the calibrated one)."""
         t = self.threshold_ if threshold is None else threshold
-        if not np.isfinite(t):
+        if np.isnan(t):
             raise NotFittedError(
                 "no calibrated threshold (fit held out no normal images): pass threshold="
             )
@@ -311,8 +311,8 @@ class Detector:
             target_fpr=calib["target_fpr"],
             seed=cfg["training"]["seed"],
             progress=False,
-            **hp,
         )
+        det.hparams = hp
         inp = cfg["input"]
         det.method_ = method_cls(
             method_cls.Config(**hp), inp["channels"], (inp["height"], inp["width"])

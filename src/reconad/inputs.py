@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from kornia.geometry.transform import resize
+from PIL import Image
 
 from reconad.data.imageset import DataError, ImageSet
 
@@ -98,14 +98,18 @@ def to_imageset(x: ImageInput, size: tuple[int, int] | None = None) -> ImageSet:
 
 
 def resize_uint8(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize uint8 ``(N, C, H, W)`` images with antialiased bilinear interpolation."""
+    """Resize uint8 ``(N, C, H, W)`` images with Pillow's bilinear filter.
+
+    The file readers resize with the same filter, so an image gets the same pixels whether
+    it arrives as an array or as a file (kornia's antialiased resize differs slightly).
+    """
     if tuple(images.shape[2:]) == tuple(size):
         return images
     out = np.empty((len(images), images.shape[1], *size), dtype=np.uint8)
-    for i in range(0, len(images), 1024):
-        chunk = torch.from_numpy(images[i : i + 1024]).float()
-        r = resize(chunk, size, interpolation="bilinear", antialias=True)
-        out[i : i + 1024] = r.round().clamp(0, 255).to(torch.uint8).numpy()
+    for i, img in enumerate(images):
+        pil = Image.fromarray(img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0))
+        r = np.asarray(pil.resize((size[1], size[0]), Image.Resampling.BILINEAR))
+        out[i] = r[None] if r.ndim == 2 else r.transpose(2, 0, 1)
     return out
 
 

@@ -152,13 +152,14 @@ class IsolationForestMethod(_Classical):
             n_estimators: number of trees.
             max_samples: samples drawn per tree; "auto" = min(256, N).
             max_features: share (float) or number (int) of pixels each tree may split on.
-            seed: ``random_state`` of the forest.
+            random_state: the forest's seed (fixed, as in our reference measurement, so
+                the forest does not change with the Detector's seed).
         """
 
         n_estimators: int = 200
         max_samples: int | float | str = "auto"
         max_features: int | float = 1.0
-        seed: int = 0
+        random_state: int = 0
 
     def __init__(self, config: Config, channels: int, image_size: tuple[int, int]) -> None:
         super().__init__(config, channels, image_size)
@@ -177,7 +178,7 @@ class IsolationForestMethod(_Classical):
             n_estimators=cfg.n_estimators,
             max_samples=cfg.max_samples,
             max_features=cfg.max_features,
-            random_state=cfg.seed,
+            random_state=cfg.random_state,
         ).fit(self._train_array(images).astype(np.float32))
         # scikit-learn trains (and scores) each tree on X[:, features] only when the forest
         # subsamples features; otherwise on X itself, whatever estimators_features_ holds.
