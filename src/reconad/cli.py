@@ -270,7 +270,7 @@ def predict(
         if as_json:
             print(json.dumps({"file": str(f), "score": float(s), "verdict": verdict}))
         else:
-            console.print(f"{s:12.6g}  {verdict:9s}  {f}")
+            typer.echo(f"{s:12.6g}  {verdict:9s}  {f}")
         if heatmaps:
             _write_heatmap(heatmaps, f, i, ex, ts, resize_maps)
 

@@ -51,7 +51,7 @@ class Detector:
         progress: show progress bars.
         epochs_scale: multiply the method's epochs (quick runs and tests).
         checkpoint_dir: write a checkpoint each epoch there and resume from it.
-        batch_size: images per batch when scoring.
+        score_batch_size: images per batch when scoring.
         **hparams: the method's hyper-parameters (see its ``Config``).
     """
 
@@ -71,7 +71,7 @@ class Detector:
         progress: bool = True,
         epochs_scale: float = 1.0,
         checkpoint_dir: str | Path | None = None,
-        batch_size: int = 256,
+        score_batch_size: int = 256,
         **hparams: Any,
     ) -> None:
         self.method = method
@@ -87,7 +87,7 @@ class Detector:
         self.progress = progress
         self.epochs_scale = epochs_scale
         self.checkpoint_dir = checkpoint_dir
-        self.batch_size = batch_size
+        self.score_batch_size = score_batch_size
         self.hparams = hparams
 
     # ---- fitting ------------------------------------------------------------------------
@@ -179,8 +179,8 @@ class Detector:
         self.method_.eval()
         scores, amaps, kept = [], [], {}
         with torch.no_grad():
-            for i in range(0, len(images), self.batch_size):
-                x = torch.from_numpy(images[i : i + self.batch_size]).float() / 255.0
+            for i in range(0, len(images), self.score_batch_size):
+                x = torch.from_numpy(images[i : i + self.score_batch_size]).float() / 255.0
                 out = self.method_.score(x)
                 s = out.image_score.detach().float().cpu().numpy()
                 if not np.isfinite(s).all():

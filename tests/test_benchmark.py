@@ -1,0 +1,67 @@
+"""Protocol runs: one record per (class, seed), resumable, summarised beside paper numbers."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from reconad import benchmark
+from reconad.benchmark import render_table, run_protocol, summarize, write_summary
+from tests.conftest import shared
+
+
+def test_protocol_writes_one_record_per_class_and_seed_and_resumes(tmp_path, monkeypatch):
+    root = shared("mnist").parent
+    recs = run_protocol(
+        "mnist", "pca", [0, 1], [0], tmp_path, root=root, progress=False, log=lambda *a: None
+    )
+    assert sorted(p.name for p in tmp_path.glob("class*.json")) == [
+        "class0_seed0.json",
+        "class1_seed0.json",
+    ]
+    assert all(r["n_train"] + r["n_val"] in (5923, 6742) for r in recs)
+
+    def must_not_run(*a, **k):
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(benchmark, "run_one_class", must_not_run)
+    again = run_protocol("mnist", "pca", [0, 1], [0], tmp_path, root=root, log=lambda *a: None)
+    assert [r["auroc"] for r in again] == [r["auroc"] for r in recs]
+
+
+def _rec(c, seed, auroc):
+    return {
+        "dataset": "mnist",
+        "method": "arnet",
+        "preset": "cpu",
+        "class": c,
+        "class_name": str(c),
+        "seed": seed,
+        "auroc": auroc,
+        "fit_seconds": 10.0,
+        "score_seconds": 1.0,
+        "peak_rss_mb": 100.0,
+    }
+
+
+def test_summary_puts_published_numbers_beside_ours(tmp_path):
+    recs = [_rec(0, 0, 98.0), _rec(0, 1, 99.0), _rec(8, 0, 90.0), _rec(8, 1, 92.0)]
+    s = summarize(recs)
+    row0 = s["rows"][0]
+    assert row0["auroc"] == pytest.approx(98.5) and row0["auroc_std"] == pytest.approx(0.5)
+    assert row0["published"] == 98.6 and row0["diff"] == pytest.approx(-0.1)
+    assert s["rows"][1]["published"] == 93.6
+    assert s["mean"] == pytest.approx((98.5 + 91.0) / 2)
+    # Seed means are 94.0 and 95.5: their spread is the mean's std over seeds.
+    assert s["mean_std_over_seeds"] == pytest.approx(0.75)
+    assert s["published_mean"] == 98.3 and "ARNet" in s["published_source"]
+    write_summary(s, tmp_path)
+    assert json.loads((tmp_path / "summary.json").read_text())["mean"] == s["mean"]
+    assert (tmp_path / "summary.csv").read_text().splitlines()[-1].startswith("mean,")
+    assert render_table(s).row_count == 3
+
+
+def test_summary_without_published_numbers():
+    s = summarize([_rec(0, 0, 80.0) | {"method": "ae"}])
+    assert s["rows"][0]["published"] is None and s["published_mean"] is None
