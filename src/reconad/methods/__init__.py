@@ -21,4 +21,5 @@ __all__ = [
 ]
 
 from reconad.methods import ae as _ae  # noqa: E402,F401  (registers ae, ssim_ae)
+from reconad.methods import arnet as _arnet  # noqa: E402,F401  (arnet)
 from reconad.methods import classical as _classical  # noqa: E402,F401  (pca, iforest, ocsvm)
