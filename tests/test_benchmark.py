@@ -65,3 +65,13 @@ def test_summary_puts_published_numbers_beside_ours(tmp_path):
 def test_summary_without_published_numbers():
     s = summarize([_rec(0, 0, 80.0) | {"method": "ae"}])
     assert s["rows"][0]["published"] is None and s["published_mean"] is None
+
+
+def test_summary_covers_every_seed_finished_in_the_folder(tmp_path):
+    from reconad.benchmark import collect_records
+
+    for c, seed, auroc in [(0, 0, 98.0), (0, 1, 99.0), (1, 0, 97.0), (5, 0, 50.0)]:
+        (tmp_path / f"class{c}_seed{seed}.json").write_text(json.dumps(_rec(c, seed, auroc)))
+    recs = collect_records(tmp_path, classes=[0, 1])
+    assert [(r["class"], r["seed"]) for r in recs] == [(0, 0), (1, 0), (0, 1)]
+    assert summarize(recs)["rows"][0]["seeds"] == [0, 1]

@@ -166,6 +166,15 @@ def _result_path(out_dir: Path, c: int, seed: int) -> Path:
     return out_dir / f"class{c}_seed{seed}.json"
 
 
+def collect_records(out_dir: Path, classes: list[int] | None = None) -> list[dict[str, Any]]:
+    """Every finished (class, seed) record in ``out_dir``, e.g. to summarise all seeds run
+    so far, whichever invocation ran them."""
+    records = [json.loads(p.read_text()) for p in sorted(Path(out_dir).glob("class*_seed*.json"))]
+    if classes is not None:
+        records = [r for r in records if r["class"] in classes]
+    return sorted(records, key=lambda r: (r["seed"], r["class"]))
+
+
 def summarize(records: list[dict[str, Any]], reference_method: str | None = None) -> dict[str, Any]:
     """Per-class mean/std over seeds, with published numbers and differences."""
     if not records:

@@ -319,7 +319,13 @@ def benchmark(
 ) -> None:
     """One-class protocol: each class in turn is normal; AUROC per class, with the published
     numbers beside ours. Resumable: finished (class, seed) runs are skipped."""
-    from reconad.benchmark import render_table, run_protocol, summarize, write_summary
+    from reconad.benchmark import (
+        collect_records,
+        render_table,
+        run_protocol,
+        summarize,
+        write_summary,
+    )
     from reconad.data.datasets import DATASETS
     from reconad.data.imageset import DataError
     from reconad.data.protocol import parse_classes
@@ -352,7 +358,8 @@ def benchmark(
         )
     except (DataError, ValueError, KeyError) as e:
         _fail(str(e))
-    summary = summarize(records)
+    # Summarise every seed finished so far in this folder, not only the ones run now.
+    summary = summarize(collect_records(out, cls_list) or records)
     write_summary(summary, out)
     console.print(render_table(summary))
     console.print(f"results in {out}/ (summary.csv, summary.json, one JSON per class and seed)")
