@@ -41,6 +41,11 @@ def git_commit() -> str | None:
         return None
 
 
+def class_name(names: list[str] | None, c: int) -> str:
+    """The name of class ``c``, or its number when the data set names none."""
+    return names[c] if names and 0 <= c < len(names) else str(c)
+
+
 def run_one_class(
     dataset: str,
     train,
@@ -80,9 +85,7 @@ def run_one_class(
         "method": method,
         "preset": cfg["preset"],
         "class": normal,
-        "class_name": (train.class_names or [str(normal)])[normal]
-        if train.class_names and normal < len(train.class_names)
-        else str(normal),
+        "class_name": class_name(train.class_names, normal),
         "seed": seed,
         "auroc": 100 * m["auroc"],
         "ap": 100 * m["ap"],
