@@ -26,3 +26,4 @@ def test_demo_writes_model_metrics_and_figures(tmp_path):
     saved = json.loads((run / "metrics.json").read_text())
     assert saved["auroc"] == m["auroc"] and m["auroc"] > 90
     assert np.isfinite(saved["threshold"])
+    assert saved["versions"]["torch"] and saved["seed"] == 0 and saved["peak_rss_mb"] > 0

@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from reconad.benchmark import git_commit, peak_rss_mb
 from reconad.data.imageset import ImageSet
-from reconad.detector import Detector
+from reconad.detector import Detector, versions
 from reconad.metrics import image_metrics
 from reconad.report import save_extras_grid, save_roc
 from reconad.serialize import write_json
@@ -90,6 +91,10 @@ def run_demo(
         "fit_seconds": round(fit_s, 2),
         "n_train": det.n_train_,
         "n_test": len(test),
+        "seed": seed,
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "versions": versions(),
+        "git_commit": git_commit(),
     }
     out.mkdir(parents=True, exist_ok=True)
     det.save(out / "model")
