@@ -19,7 +19,6 @@ from rich.table import Table
 from torch.utils.flop_counter import FlopCounterMode
 
 from reconad.methods import get_method
-from reconad.training import TrainConfig, train  # noqa: F401  (same stack as real runs)
 
 
 def matmul_flops(n: int = 2048, repeats: int = 5) -> float:

@@ -24,23 +24,28 @@ from reconad.detector import Detector
 from reconad.metrics import image_auroc
 
 
-def validation_auroc(dataset, method, c, hparams, preset=None, seed=0, n_anomalies=2000,
-                     root="../shared/data") -> dict:
+def validation_auroc(
+    dataset, method, c, hparams, preset=None, seed=0, n_anomalies=2000, root="../shared/data"
+) -> dict:
     train = load_dataset(dataset, "train", root=root)
     normal = train.subset(train.labels == c)
     fit, val = holdout_split(normal, 0.2, seed)
     others = np.flatnonzero(train.labels != c)
     pick = np.random.default_rng(seed).choice(others, n_anomalies, replace=False)
     anomalies = train.subset(np.sort(pick))
-    det = Detector(method, preset=preset, seed=seed, progress=False, val_fraction=0.1,
-                   **hparams)
+    det = Detector(method, preset=preset, seed=seed, progress=False, val_fraction=0.1, **hparams)
     t0 = time.perf_counter()
     det.fit(fit)
     fit_s = time.perf_counter() - t0
     s_norm, s_anom = det.score_samples(val), det.score_samples(anomalies)
     labels = np.r_[np.zeros(len(s_norm)), np.ones(len(s_anom))]
-    return {"class": c, "val_auroc": 100 * image_auroc(labels, np.r_[s_norm, s_anom]),
-            "fit_seconds": round(fit_s, 1), "hparams": hparams, "preset": preset}
+    return {
+        "class": c,
+        "val_auroc": 100 * image_auroc(labels, np.r_[s_norm, s_anom]),
+        "fit_seconds": round(fit_s, 1),
+        "hparams": hparams,
+        "preset": preset,
+    }
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ reconad benchmark --dataset fmnist --method ae --classes 0-9
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -142,8 +143,6 @@ def fit(
         hp["epochs"] = epochs
     ckpt = out.with_name(f".{out.name}.checkpoint")
     if not resume and ckpt.exists():
-        import shutil
-
         shutil.rmtree(ckpt)
     det = Detector(
         method,
@@ -167,8 +166,6 @@ def fit(
     if not det.is_main_:
         return
     det.save(out)
-    import shutil
-
     shutil.rmtree(ckpt, ignore_errors=True)
     console.print(
         f"trained {method} on {det.n_train_} images in {det.fit_seconds_:.0f} s; threshold "
@@ -196,7 +193,7 @@ def test(
     try:
         ts = read_mvtec(data, "test", size=tuple(det.input_shape_[1:]))
         labels = ts.is_anomalous.astype(int)
-        ex = det._run(det._prepare(ts), maps=True)
+        ex = det.explain(ts, n=0)
         res: dict[str, Any] = {k: 100 * v for k, v in image_metrics(labels, ex["scores"]).items()}
         per_type = {}
         good = ts.class_names.index("good")
@@ -250,7 +247,6 @@ def predict(
 ) -> None:
     """Score images: one line each with score, verdict (anomalous/normal) and file."""
     from reconad.data.imageset import DataError
-    from reconad.detector import resize_maps
     from reconad.inputs import to_imageset
 
     det = _load(model)
@@ -272,10 +268,12 @@ def predict(
         else:
             typer.echo(f"{s:12.6g}  {verdict:9s}  {f}")
         if heatmaps:
-            _write_heatmap(heatmaps, f, i, ex, ts, resize_maps)
+            _write_heatmap(heatmaps, f, i, ex)
 
 
-def _write_heatmap(folder: Path, f: Path, i: int, ex, ts, resize_maps) -> None:
+def _write_heatmap(folder: Path, f: Path, i: int, ex: dict[str, Any]) -> None:
+    from reconad.data.folders import load_image
+    from reconad.detector import resize_maps
     from reconad.report import save_extras_grid, save_heatmap
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -287,8 +285,7 @@ def _write_heatmap(folder: Path, f: Path, i: int, ex, ts, resize_maps) -> None:
             n=1,
         )
     if ex["maps"] is not None:
-        amap = resize_maps(ex["maps"][i : i + 1], [ts.orig_sizes[i]])[0]
-        from reconad.data.folders import load_image
+        amap = resize_maps(ex["maps"][i : i + 1], [ex["orig_sizes"][i]])[0]
 
         save_heatmap(
             load_image(f).astype(np.float32) / 255.0,

@@ -321,9 +321,4 @@ class _Checkpoint:
         return meta
 
 
-def total_epochs(method: Method, scale: float = 1.0) -> int:
-    """Sum of the (scaled) epochs over all stages."""
-    return sum(stage_epochs(s, scale) for s in method.stages())
-
-
-__all__ = ["TrainConfig", "TrainResult", "TrainingError", "train", "total_epochs"]
+__all__ = ["TrainConfig", "TrainResult", "TrainingError", "train"]
