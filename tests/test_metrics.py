@@ -355,3 +355,19 @@ def test_aupro_rejects_bad_fpr_limit(fpr_limit):
 def test_rejects_bad_num_thresholds(func, num_thresholds):
     with pytest.raises(MetricError, match="num_thresholds"):
         func([GOOD], [GOOD], num_thresholds=num_thresholds)
+
+
+def test_pixel_metrics_share_one_sort_and_match_sklearn_with_ties():
+    """The rank-based pixel AUROC equals scikit-learn's, ties included (one half each)."""
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    masks = [rng.random((20 + i, 30)) < 0.1 for i in range(6)]
+    maps = [np.round(rng.random(m.shape) + 0.3 * m, 1) for m in masks]  # many ties
+    y = np.concatenate([m.ravel() for m in masks])
+    s = np.concatenate([m.ravel() for m in maps])
+    expected = roc_auc_score(y, s)
+    assert pixel_auroc(masks, maps) == pytest.approx(expected, abs=1e-12)
+    both = pixel_metrics(masks, maps)
+    assert both["pixel_auroc"] == pytest.approx(expected, abs=1e-12)
+    assert both["aupro"] == pytest.approx(aupro(masks, maps), abs=1e-12)

@@ -191,13 +191,33 @@ def image_metrics(labels: ArrayLike, scores: ArrayLike) -> dict[str, float]:
 # --------------------------------------------------------------------------- pixel level
 
 
-def _pixel_auroc(masks: list[np.ndarray], maps: list[np.ndarray]) -> float:
-    y = np.concatenate([m.ravel() for m in masks])
+def _pixel_labels(masks: list[np.ndarray]) -> np.ndarray:
+    y = np.concatenate([m.ravel() for m in masks]).astype(bool)
     if y.all():
         raise MetricError("the masks contain no normal pixels: pixel AUROC needs both")
     if not y.any():
         raise MetricError("the masks contain no anomalous pixels: pixel AUROC needs both")
-    return float(roc_auc_score(y, np.concatenate([m.ravel() for m in maps])))
+    return y
+
+
+def _pixel_auroc(masks: list[np.ndarray], maps: list[np.ndarray]) -> float:
+    y = _pixel_labels(masks)
+    _, bin_of = np.unique(np.concatenate([m.ravel() for m in maps]), return_inverse=True)
+    return _auroc_from_bins(bin_of, y)
+
+
+def _auroc_from_bins(bin_of: np.ndarray, y: np.ndarray) -> float:
+    """ROC AUC from each pixel's rank among the distinct scores (ties count one half).
+
+    Equal to scikit-learn's ``roc_auc_score``, but reuses the one sort that AUPRO needs too:
+    on Magnetic-Tile's 62 M test pixels the two metrics took 143 s with separate sorts.
+    """
+    k = int(bin_of.max()) + 1
+    pos = np.bincount(bin_of, weights=y, minlength=k)
+    neg = np.bincount(bin_of, weights=~y, minlength=k)
+    neg_below = np.cumsum(neg) - neg
+    n_pos, n_neg = pos.sum(), neg.sum()
+    return float(np.sum(pos * (neg_below + 0.5 * neg)) / (n_pos * n_neg))
 
 
 def pixel_auroc(masks: Maps, maps: Maps) -> float:
@@ -217,7 +237,10 @@ def _check_num_thresholds(num_thresholds: int | None) -> None:
 
 
 def _pro_curve(
-    masks: list[np.ndarray], maps: list[np.ndarray], num_thresholds: int | None
+    masks: list[np.ndarray],
+    maps: list[np.ndarray],
+    num_thresholds: int | None,
+    ranks: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     scores, fp_weight, pro_weight = [], [], []
     n_regions = 0
@@ -237,7 +260,9 @@ def _pro_curve(
     if n_normal == 0:
         raise MetricError("the masks contain no normal pixels: AUPRO needs at least one")
     s = np.concatenate(scores)
-    if num_thresholds is None:  # exact: one curve point per distinct score
+    if ranks is not None:  # the sorted distinct scores, computed once by the caller
+        thresholds, bin_of = ranks
+    elif num_thresholds is None:  # exact: one curve point per distinct score
         thresholds, bin_of = np.unique(s, return_inverse=True)
     else:  # approximate: the largest of T evenly spaced thresholds that each pixel reaches
         thresholds = np.linspace(s.min(), s.max(), int(num_thresholds))
@@ -316,7 +341,11 @@ def aupro(
 def pixel_metrics(masks: Maps, maps: Maps) -> dict[str, float]:
     """Pixel-level metrics: keys ``pixel_auroc`` and ``aupro`` (to FPR 0.3, exact curve)."""
     mask_list, map_list = _pixel_inputs(masks, maps)
+    y = _pixel_labels(mask_list)
+    # One sort of all pixel scores serves both metrics.
+    ranks = np.unique(np.concatenate([m.ravel() for m in map_list]), return_inverse=True)
+    fprs, pros, _ = _pro_curve(mask_list, map_list, None, ranks)
     return {
-        "pixel_auroc": _pixel_auroc(mask_list, map_list),
-        "aupro": _aupro(mask_list, map_list, 0.3, None),
+        "pixel_auroc": _auroc_from_bins(ranks[1], y),
+        "aupro": _area_to(fprs, pros, 0.3) / 0.3,
     }

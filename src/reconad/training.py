@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,8 +101,16 @@ def _make_fabric(cfg: TrainConfig) -> Fabric:
     )
 
 
-def train(method: Method, images: np.ndarray, cfg: TrainConfig) -> TrainResult:
+def train(
+    method: Method,
+    images: np.ndarray,
+    cfg: TrainConfig,
+    on_epoch_end: Callable[[str, int], None] | None = None,
+) -> TrainResult:
     """Train ``method`` on uint8 images ``(N, C, H, W)`` through all its stages.
+
+    ``on_epoch_end(stage, epoch)`` (1-based epoch) is called after each epoch's checkpoint,
+    e.g. to log or to inspect the model; it must leave the model's weights alone.
 
     Returns:
         The per-epoch history (stage, epoch, mean loss, seconds) and total wall time.
@@ -171,6 +180,8 @@ def train(method: Method, images: np.ndarray, cfg: TrainConfig) -> TrainResult:
                     }
                 )
                 ckpt.save(method, si, epoch, optimizers, result.history)
+                if on_epoch_end is not None:
+                    on_epoch_end(stage.name, epoch + 1)
             if task is not None:
                 bar.update(task, visible=False)
     result.seconds = time.perf_counter() - start
