@@ -1,0 +1,204 @@
+"""The adversarial-detection protocol: targets, resumable records, summary table."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from reconad.adversarial.attacks import ATTACKS, attack, resolve_backend, to_uint8
+from reconad.adversarial.classifier import get_classifier, predict
+from reconad.metrics import image_auroc
+from reconad.serialize import write_json
+
+
+@dataclass
+class AdversarialSettings:
+    """What the protocol attacks, and how the classifier and detector are trained."""
+
+    attacks: tuple[str, ...] = ATTACKS
+    epsilons: tuple[float, ...] = (2 / 255, 8 / 255)
+    pgd_steps: int = 10
+    backend: str = "auto"
+    fit_on: str = "one-class"  # or "all"
+    classifier_epochs: int = 10
+    classifier_width: int = 32
+    n_fit_all: int = 10000  # training images of the all-classes detector
+    n_test_all: int = 2000  # test images attacked in the all-classes mode
+
+    def __post_init__(self) -> None:
+        bad = sorted(set(self.attacks) - set(ATTACKS))
+        if bad:
+            raise ValueError(f"unknown attack(s) {bad}; choose from {ATTACKS}")
+        if self.fit_on not in ("one-class", "all"):
+            raise ValueError(f"fit_on must be 'one-class' or 'all'; got {self.fit_on!r}")
+        resolve_backend(self.backend)
+
+
+def _targets(train, test, classes: list[int], settings: AdversarialSettings, seed: int):
+    """(name, detector training images, test indices) for each detector to fit."""
+    if settings.fit_on == "all":
+        rng = np.random.default_rng(seed)
+        fit = rng.choice(len(train), min(settings.n_fit_all, len(train)), replace=False)
+        tst = rng.choice(len(test), min(settings.n_test_all, len(test)), replace=False)
+        return [("all", train.subset(np.sort(fit)), np.sort(tst))]
+    return [
+        (f"class{c}", train.subset(train.labels == c), np.flatnonzero(test.labels == c))
+        for c in classes
+    ]
+
+
+def run_adversarial(
+    dataset: str,
+    method: str,
+    classes: list[int],
+    out_dir: Path,
+    settings: AdversarialSettings,
+    root: str | Path | None = None,
+    preset: str | None = None,
+    seed: int = 0,
+    epochs_scale: float = 1.0,
+    progress: bool = True,
+    hparams: dict[str, Any] | None = None,
+    log=print,
+) -> list[dict[str, Any]]:
+    """Run (or resume) the adversarial-detection protocol; one record per target."""
+    from reconad.data.datasets import load_dataset
+    from reconad.detector import Detector
+
+    out_dir = Path(out_dir)
+    backend = resolve_backend(settings.backend)
+    train = load_dataset(dataset, "train", root=root)
+    test = load_dataset(dataset, "test", root=root)
+    clf, clf_meta = get_classifier(
+        out_dir, train, test, settings.classifier_epochs, settings.classifier_width, seed, log
+    )
+    records = []
+    for name, fit_set, idx in _targets(train, test, classes, settings, seed):
+        path = out_dir / f"{name}_seed{seed}.json"
+        rec = json.loads(path.read_text()) if path.exists() else {}
+        rec.update(dataset=dataset, method=method, preset=preset, target=name, seed=seed)
+        rec.update(fit_on=settings.fit_on, backend=backend, classifier=clf_meta)
+        rec.setdefault("entries", {})
+        x_test, y_test = test.images[idx], test.labels[idx]
+        correct = predict(clf, x_test) == y_test
+        x_ok, y_ok = x_test[correct], torch.from_numpy(y_test[correct])
+        rec.update(n_test=len(idx), n_correct=int(correct.sum()))
+        if not len(x_ok):
+            log(f"{dataset}/{method} {name}: no test image is classified right; none attacked")
+            write_json(path, rec)
+            records.append(rec)
+            continue
+        model_dir = out_dir / "detectors" / f"{name}_seed{seed}"
+        if (model_dir / "config.json").exists():
+            det = Detector.load(model_dir)
+        else:
+            log(f"{dataset}/{method} {name}: fitting the detector on {len(fit_set)} images")
+            det = Detector(
+                method,
+                preset=preset,
+                seed=seed,
+                progress=progress,
+                epochs_scale=epochs_scale,
+                **(hparams or {}),
+            )
+            det.fit(fit_set)
+            det.save(model_dir)
+        clean = det.score_samples(x_ok)
+        for atk in settings.attacks:
+            for eps in settings.epsilons:
+                key = f"{atk}@{eps:.6g}"
+                if key in rec["entries"]:
+                    continue
+                t0 = time.perf_counter()
+                x = torch.from_numpy(x_ok).float() / 255.0
+                adv = to_uint8(attack(clf, x, y_ok, atk, eps, backend, settings.pgd_steps, seed))
+                fooled = predict(clf, adv) != y_ok.numpy()
+                s_adv = det.score_samples(adv)
+                rec["entries"][key] = _entry(atk, eps, clean, s_adv, fooled, x_ok, adv, t0)
+                write_json(path, rec)
+                e = rec["entries"][key]
+                log(
+                    f"{dataset}/{method} {name} {key}: success {e['success_rate']:.1f}%, "
+                    f"detection AUROC {_fmt(e['auroc'])}"
+                )
+        write_json(path, rec)
+        records.append(rec)
+    return records
+
+
+def _entry(atk, eps, clean, s_adv, fooled, x_ok, adv, t0) -> dict[str, Any]:
+    def auroc(neg, pos):
+        if len(neg) == 0 or len(pos) == 0:
+            return None
+        return 100 * image_auroc(np.r_[np.zeros(len(neg)), np.ones(len(pos))], np.r_[neg, pos])
+
+    linf = np.abs(adv.astype(np.int16) - x_ok.astype(np.int16)).max() / 255 if len(adv) else 0.0
+    return {
+        "attack": atk,
+        "epsilon": eps,
+        "epsilon_255": round(eps * 255, 3),
+        "n_correct": len(fooled),
+        "n_success": int(fooled.sum()),
+        "success_rate": 100 * float(fooled.mean()) if len(fooled) else 0.0,
+        "auroc": auroc(clean, s_adv[fooled]),
+        "auroc_all_perturbed": auroc(clean, s_adv),
+        "max_linf": float(linf),
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+
+
+def _fmt(v) -> str:
+    return "-" if v is None else f"{v:.1f}"
+
+
+def summarize_adversarial(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (attack, epsilon): means over targets of success rate and AUROCs."""
+    rows: dict[str, dict[str, Any]] = {}
+    for rec in records:
+        for key, e in rec["entries"].items():
+            row = rows.setdefault(key, {"attack": e["attack"], "epsilon": e["epsilon"], "n": []})
+            row["n"].append(e)
+    out = []
+    for row in rows.values():
+        es = row.pop("n")
+
+        def mean(k, es=es):
+            v = [e[k] for e in es if e[k] is not None]
+            return float(np.mean(v)) if v else None
+
+        out.append(
+            {
+                **row,
+                "epsilon_255": es[0]["epsilon_255"],
+                "targets": len(es),
+                "success_rate": mean("success_rate"),
+                "auroc": mean("auroc"),
+                "auroc_all_perturbed": mean("auroc_all_perturbed"),
+            }
+        )
+    return sorted(out, key=lambda r: (r["attack"], r["epsilon"]))
+
+
+def render_adversarial(rows: list[dict[str, Any]], title: str):
+    """A rich Table of ``summarize_adversarial`` rows."""
+    from rich.table import Table
+
+    t = Table(title=title)
+    for col in ("attack", "eps (x/255)", "targets", "success %", "AUROC %", "AUROC all %"):
+        t.add_column(col, justify="left" if col == "attack" else "right")
+    for r in rows:
+        t.add_row(
+            r["attack"],
+            f"{r['epsilon_255']:g}",
+            str(r["targets"]),
+            _fmt(r["success_rate"]),
+            _fmt(r["auroc"]),
+            _fmt(r["auroc_all_perturbed"]),
+        )
+    return t

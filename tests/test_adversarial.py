@@ -1,0 +1,126 @@
+"""Adversarial-example detection: the attacks' definitions, and the protocol's bookkeeping
+(success rate on originally-correct images only, resumable records), on real MNIST."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from reconad.adversarial import (
+    AdversarialSettings,
+    attack,
+    fgsm,
+    parse_epsilons,
+    pgd,
+    predict,
+    render_adversarial,
+    resolve_backend,
+    run_adversarial,
+    summarize_adversarial,
+    train_classifier,
+)
+from reconad.adversarial import protocol as protocol_mod
+
+EPS = 8 / 255
+
+
+@pytest.fixture(scope="module")
+def classifier(mnist_test):
+    """A SmallCNN trained briefly on 1,500 real MNIST digits, and 64 other digits to attack."""
+    train = mnist_test.subset(np.arange(1500))
+    model = train_classifier(train.images, train.labels, 10, epochs=6, width=8, seed=0)
+    x = torch.from_numpy(mnist_test.images[2000:2064]).float() / 255.0
+    y = torch.from_numpy(mnist_test.labels[2000:2064])
+    return model, x, y
+
+
+def _loss(model, x, y) -> float:
+    with torch.no_grad():
+        return float(F.cross_entropy(model(x), y))
+
+
+def test_fgsm_moves_every_pixel_by_exactly_eps_within_0_1_and_raises_the_loss(classifier):
+    model, x, y = classifier
+    adv = fgsm(model, x, y, EPS)
+    assert adv.min() >= 0 and adv.max() <= 1
+    moved = (adv - x).abs()
+    clipped = (adv == 0) | (adv == 1)
+    assert torch.allclose(moved[~clipped], torch.full_like(moved[~clipped], EPS), atol=1e-6)
+    assert (~clipped).float().mean() > 0.1  # the check is not vacuous
+    assert _loss(model, adv, y) > _loss(model, x, y)
+
+
+def test_pgd_stays_in_the_eps_ball_and_beats_fgsm(classifier):
+    model, x, y = classifier
+    adv = pgd(model, x, y, EPS, steps=10, generator=torch.Generator().manual_seed(0))
+    assert (adv - x).abs().max() <= EPS + 1e-6
+    assert adv.min() >= 0 and adv.max() <= 1
+    assert _loss(model, adv, y) > _loss(model, fgsm(model, x, y, EPS), y)
+
+
+def test_art_backend_follows_the_same_definitions(classifier):
+    pytest.importorskip("art")
+    model, x, y = classifier
+    ours = attack(model, x, y, "fgsm", EPS, backend="torch")
+    theirs = attack(model, x, y, "fgsm", EPS, backend="art")
+    assert (ours - theirs).abs().max() < 1e-5
+    adv = attack(model, x, y, "pgd", EPS, backend="art", pgd_steps=5)
+    assert (adv - x).abs().max() <= EPS + 1e-6 and _loss(model, adv, y) > _loss(model, x, y)
+
+
+def test_bad_settings_are_refused():
+    assert parse_epsilons("2/255, 0.03") == (2 / 255, 0.03)
+    for bad in ("x", "0", "2"):
+        with pytest.raises(ValueError, match="epsilon"):
+            parse_epsilons(bad)
+    with pytest.raises(ValueError, match="backend"):
+        resolve_backend("cleverhans")
+    with pytest.raises(ValueError, match="unknown attack"):
+        AdversarialSettings(attacks=("cw",))
+    with pytest.raises(ValueError, match="fit_on"):
+        AdversarialSettings(fit_on="some")
+
+
+def test_protocol_counts_success_on_originally_correct_images_and_resumes(
+    mnist_test, tmp_path, monkeypatch
+):
+    train = mnist_test.subset(np.arange(1200))
+    test = mnist_test.subset(np.arange(5000, 5600))
+    splits = {"train": train, "test": test}
+    monkeypatch.setattr("reconad.data.datasets.load_dataset", lambda n, s, root=None: splits[s])
+    settings = AdversarialSettings(
+        attacks=("fgsm", "pgd"),
+        epsilons=(4 / 255, 0.2),
+        pgd_steps=3,
+        backend="torch",
+        classifier_epochs=10,
+        classifier_width=8,
+    )
+    recs = run_adversarial("mnist", "pca", [3], tmp_path, settings, progress=False, log=lambda m: 0)
+    (rec,) = recs
+    clf, meta = protocol_mod.get_classifier(tmp_path, train, test, 10, 8, 0)
+    ours = test.subset(test.labels == 3)
+    correct = predict(clf, ours.images) == ours.labels
+    assert 0 < correct.sum() < len(ours)  # some test threes are misclassified: left out
+    assert rec["n_correct"] == correct.sum() and rec["n_test"] == len(ours)
+    big = rec["entries"]["fgsm@0.2"]
+    assert big["n_correct"] == correct.sum()
+    assert big["success_rate"] == pytest.approx(100 * big["n_success"] / big["n_correct"])
+    assert big["success_rate"] > rec["entries"]["fgsm@0.0156863"]["success_rate"]
+    assert big["max_linf"] <= 0.2 + 0.5 / 255 and big["auroc"] > 50
+    saved = json.loads((tmp_path / "class3_seed0.json").read_text())
+    assert set(saved["entries"]) == {"fgsm@0.0156863", "fgsm@0.2", "pgd@0.0156863", "pgd@0.2"}
+
+    def must_not_run(*a, **k):
+        raise AssertionError("a finished entry was recomputed")
+
+    monkeypatch.setattr(protocol_mod, "attack", must_not_run)
+    again = run_adversarial("mnist", "pca", [3], tmp_path, settings, progress=False, log=print)
+    assert again[0]["entries"] == rec["entries"]
+    rows = summarize_adversarial(again)
+    assert [(r["attack"], r["epsilon_255"]) for r in rows][:2] == [("fgsm", 4.0), ("fgsm", 51.0)]
+    assert render_adversarial(rows, "t").row_count == 4

@@ -1,0 +1,166 @@
+"""DDR-ID: its reconstructed design (two branches, three losses, c, standardised scores),
+its labelling, and that it separates real MNIST digits."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from reconad import benchmark
+from reconad.detector import Detector
+from reconad.methods import get_method
+from reconad.methods.ddrid import DDRID, LATENT_CONSTRAINTS, register_latent_constraint
+from reconad.metrics import image_auroc
+
+
+def _model(channels: int = 1, size: int = 28, **hp) -> DDRID:
+    torch.manual_seed(0)
+    return DDRID(DDRID.make_config(**{"gcn": False, **hp}), channels, (size, size))
+
+
+def test_is_labelled_as_reconstructed_from_the_abstract():
+    cls = get_method("ddrid")
+    label = "reconstructed from the published abstract"
+    assert label in cls.provenance and label in cls.summary
+    assert label in sys.modules[cls.__module__].__doc__.lower() and label in cls.__doc__
+    assert cls.make_config().preset == "cpu" and cls.make_config("paper").lr == 1e-4
+
+
+def test_deep_svdd_backbones_and_stages():
+    m = _model()
+    assert not any(p.ndim == 1 for p in m.parameters())  # no biases, no affine BatchNorm
+    assert m.enc_n.fc.out_features == 32 and _model(3, 32).enc_n.fc.out_features == 128
+    stages = m.stages()
+    assert [s.name for s in stages] == ["pretrain", "joint"]
+    pre = {id(p) for p in stages[0].groups["normal"].parameters()}
+    assert pre == {id(p) for p in [*m.enc_n.parameters(), *m.dec_n.parameters()]}
+    assert len(stages[1].groups["all"].parameters()) == len(list(m.parameters()))
+    assert [s.name for s in _model(pretrain_epochs=0).stages()] == ["joint"]
+
+
+def test_residual_branch_starts_at_zero_so_joint_training_starts_from_the_autoencoder():
+    m = _model().eval()
+    x = torch.rand(4, 1, 28, 28)
+    d = m.decompose(x)
+    assert torch.equal(d["x_r"], torch.zeros_like(x))
+    assert d["x_n"].min() >= 0 and d["x_n"].max() <= 1 and d["z_n"].shape == (4, 32)
+
+
+def test_centre_is_the_mean_code_with_deep_svdd_eps_rule():
+    m = _model()
+    x = torch.rand(40, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        mean = m.eval().enc_n(x).mean(0)
+    eps = float(mean.abs().median())  # half the entries fall under eps
+    m.config.eps = eps
+    m.train().on_stage_start("pretrain", [x])
+    assert torch.equal(m.c, torch.zeros(32))  # only the joint stage fixes c
+    m.on_stage_start("joint", [x[:25], x[25:]])
+    assert m.training  # the hook restores the mode it found
+    small = mean.abs() < eps
+    assert small.any() and (~small).any()
+    torch.testing.assert_close(m.c[~small], mean[~small], rtol=1e-5, atol=1e-6)
+    assert torch.equal(m.c[small].abs(), torch.full((int(small.sum()),), eps))
+    assert torch.equal(m.c[small].sign(), torch.where(mean[small] < 0, -1.0, 1.0))
+
+
+def test_joint_loss_is_the_sum_of_the_three_losses():
+    m = _model(lambda_oc=0.0, lambda_lat=0.0)
+    x = torch.rand(8, 1, 28, 28)
+    m.c.fill_(0.5)
+    torch.manual_seed(3)
+    base = m.training_step(x, "joint")
+    m.config.lambda_oc = 1.0
+    torch.manual_seed(3)
+    with_oc = m.training_step(x, "joint")
+    with torch.no_grad():
+        l_oc = (m.enc_n(x) - 0.5).pow(2).sum(1).mean()
+    torch.testing.assert_close(with_oc - base, l_oc, rtol=1e-4, atol=1e-4)
+
+
+def test_latent_constraint_is_pluggable():
+    calls = []
+
+    def custom(z_n, z_r, cfg):
+        calls.append(z_r.shape)
+        return z_r.abs().sum(1).mean()
+
+    register_latent_constraint("l1_test", custom)
+    try:
+        m = _model(latent_constraint="l1_test")
+        m.training_step(torch.rand(6, 1, 28, 28), "joint")
+        assert calls == [(6, 32)]
+    finally:
+        LATENT_CONSTRAINTS.pop("l1_test")
+    with pytest.raises(ValueError, match="latent_constraint"):
+        _model(latent_constraint="nope")
+    with pytest.raises(ValueError, match="score must be"):
+        _model(score="best")
+    with pytest.raises(ValueError, match="sides >= 8"):
+        DDRID(DDRID.make_config(), 3, (6, 6))
+
+
+def test_calibration_standardises_both_scores_and_fuses_them():
+    m = _model().eval()
+    normals = torch.rand(64, 1, 28, 28, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        m.calibrate(normals)
+        parts = m.score_components(normals)
+        out = m.score(normals[:5])
+    for k in ("latent", "image"):
+        assert abs(float(parts[k].mean())) < 1e-4 and abs(float(parts[k].std()) - 1) < 1e-4
+    torch.testing.assert_close(out.image_score, parts["latent"][:5] + parts["image"][:5])
+    assert set(out.extras) == {"input", "x_n", "x_r", "residual"}
+    torch.testing.assert_close(m.reconstruct(normals[:5]), out.extras["x_n"])
+    assert m.features(normals[:5]).shape == (5, 32)
+    m.config.score = "latent"
+    torch.testing.assert_close(m.score(normals[:5]).image_score, parts["latent"][:5])
+
+
+def test_separates_real_mnist_digits(mnist_small):
+    """Trained on 460 real ones (cpu preset, a few epochs): ones vs other digits."""
+    train, test, anomalous = mnist_small
+    det = Detector("ddrid", progress=False, pretrain_epochs=8, epochs=8).fit(train)
+    fused = image_auroc(anomalous, det.score_samples(test))
+    parts = benchmark.component_scores(det, test)
+    lat, img = (image_auroc(anomalous, parts[k]) for k in ("latent", "image"))
+    assert fused > 0.9 and lat > 0.8 and img > 0.8, (fused, lat, img)
+    assert np.isfinite(det.threshold_)
+    ex = det.explain(test, n=2)
+    assert ex["extras"]["x_n"].shape == (2, 1, 28, 28)
+
+
+def test_benchmark_records_components_and_prints_reference_methods(mnist_test):
+    idx = np.arange(3000)
+    train, test = mnist_test.subset(idx[:2000]), mnist_test.subset(np.arange(3000, 3600))
+    rec = benchmark.run_one_class(
+        "mnist", train, test, 0, "ddrid", 0, progress=False,
+        hparams={"pretrain_epochs": 2, "epochs": 2},
+    )  # fmt: skip
+    assert set(rec["components"]) == {"latent", "image"}
+    assert all(0 <= v <= 100 for v in rec["components"].values())
+    summary = benchmark.summarize([rec], references=DDRID.reference_methods)
+    assert summary["component_means"].keys() == {"latent", "image"}
+    assert summary["reference_means"] == {"deepsvdd": 94.8, "arnet": 98.3}
+    assert summary["rows"][0]["references"]["deepsvdd"] == 98.0
+    from rich.console import Console
+
+    console = Console(record=True, width=200)
+    console.print(benchmark.render_table(summary))
+    text = console.export_text()
+    assert "latent %" in text and "deepsvdd (pub.)" in text and "94.8" in text
+
+
+def test_gcn_option_scales_training_data_to_0_1_and_reconstructs_in_image_space():
+    m = _model(gcn=True)
+    x = torch.rand(30, 1, 28, 28, generator=torch.Generator().manual_seed(4))
+    m.on_stage_start("pretrain", [x[:15], x[15:]])  # the first stage fits the range
+    p = m.prep(x)
+    assert float(p.min()) == pytest.approx(0, abs=1e-6) and float(p.max()) == pytest.approx(1)
+    with torch.no_grad():
+        rec = m.eval().reconstruct(x)
+        assert rec.shape == x.shape and 0 <= float(rec.min()) and float(rec.max()) <= 1
+        assert not torch.allclose(rec, m.dec_n(m.enc_n(p)))
