@@ -1,0 +1,322 @@
+"""The industrial protocol: one MVTec AD-style category (Magnetic-Tile, an MVTec AD class).
+
+Per seed: fit on ``train/good`` minus a seeded held-out share of it (``val_fraction``); the
+held-out normals alone set the image threshold and a pixel threshold (same target FPR);
+score every test image; report image AUROC over all test images, image AUROC per defect
+type (that type against all good test images), and pixel AUROC and AUPRO (FPR limit 0.3)
+at each mask's own resolution: maps are resized bilinearly back to each image's original
+size, since the images vary in size. Test labels and masks are read only by the metrics.
+
+Images are resized to one square input side (rounded up to what the method needs). Train
+images must agree in channels unless ``channels`` converts them (Magnetic-Tile: 1, gray);
+test images are converted to the trained model's channel count. Defect images whose type
+has no ``ground_truth`` folder are left out of the pixel metrics; an empty mask keeps its
+image anomalous and adds only normal pixels.
+
+One JSON per seed (``seed{s}.json``) is written atomically when the seed finishes and
+skipped when present; a folder holding runs made with other settings is refused. The
+summary over seeds, its files and its table are in :mod:`reconad.industrial_summary`.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from reconad.benchmark import git_commit, peak_rss_mb
+from reconad.calibration import threshold_at_fpr
+from reconad.data.folders import read_mvtec
+from reconad.data.imageset import DataError, ImageSet
+from reconad.data.protocol import holdout_split
+from reconad.detector import Detector, resize_maps, versions
+from reconad.inputs import round_up
+from reconad.metrics import image_metrics, pixel_metrics
+from reconad.serialize import write_json
+
+#: named industrial data sets: folder under the data root, and the channels they are read as
+INDUSTRIAL_DATASETS: dict[str, dict[str, Any]] = {"magnetic-tile": {"channels": 1}}
+
+
+def is_industrial(dataset: str) -> bool:
+    """Whether ``dataset`` names an industrial set or is an MVTec-style category folder."""
+    return dataset in INDUSTRIAL_DATASETS or (Path(dataset) / "train" / "good").is_dir()
+
+
+def resolve_category(dataset: str, root: str | Path | None = None) -> tuple[str, Path]:
+    """``(name, folder)`` of an industrial data set name (under the data root) or a path.
+
+    Raises:
+        DataError: naming the folder looked at when it is missing.
+    """
+    from reconad.data.datasets import resolve_data_root
+
+    if dataset in INDUSTRIAL_DATASETS:
+        path = resolve_data_root(root) / dataset
+        if not (path / "train" / "good").is_dir():
+            raise DataError(
+                f"{dataset}: no MVTec-style category at {path} (expected train/good, test/, "
+                "ground_truth/); it is not downloadable: put it there or pass --data-root"
+            )
+        return dataset, path
+    path = Path(dataset)
+    if not (path / "train" / "good").is_dir():
+        raise DataError(f"{path}: not an MVTec-style category folder (no train/good)")
+    return path.resolve().name, path
+
+
+def _pct(v: float | None) -> float | None:
+    return None if v is None else 100.0 * float(v)
+
+
+def industrial_metrics(
+    test: ImageSet,
+    scores: np.ndarray,
+    maps: list[np.ndarray] | None,
+    threshold: float = float("nan"),
+    pixel_threshold: float | None = None,
+) -> dict[str, Any]:
+    """Image and pixel metrics (in %) of scores and original-size maps on an MVTec-style set.
+
+    Args:
+        test: the labelled test set (``class_names`` with ``"good"``, masks at original size).
+        scores: ``(N,)`` image scores, higher = more anomalous.
+        maps: per image a map at its original size, or None (method without maps).
+        threshold: the image threshold from held-out normals (NaN: no calibrated rates).
+        pixel_threshold: the pixel threshold from held-out normals, if any.
+    """
+    labels = test.is_anomalous.astype(int)
+    good = test.class_names.index("good")
+    res: dict[str, Any] = {}
+    m = image_metrics(labels, scores)
+    res.update(auroc=_pct(m["auroc"]), ap=_pct(m["ap"]), f1_max_oracle=_pct(m["f1_max"]))
+    res["tpr_at_5fpr"] = _pct(m["tpr_at_5fpr"])
+    per_type, counts = {}, {}
+    for i, name in enumerate(test.class_names):
+        counts[name] = int((test.labels == i).sum())
+        if i != good and counts[name]:
+            sel = (test.labels == i) | (test.labels == good)
+            per_type[name] = _pct(image_metrics(labels[sel], scores[sel])["auroc"])
+    res.update(auroc_per_type=per_type, n_per_type=counts)
+    res.update(n_test=len(test), n_anomalous=int(labels.sum()))
+    if np.isfinite(threshold):
+        pred = scores > threshold
+        res["calibrated"] = {
+            "threshold": float(threshold),
+            "test_fpr": _pct(pred[labels == 0].mean()),
+            "test_tpr": _pct(pred[labels == 1].mean()),
+        }
+    res.update(pixel_auroc=None, aupro=None)
+    masks = test.masks or [None] * len(test)
+    known = [i for i in range(len(test)) if test.labels[i] == good or masks[i] is not None]
+    if maps is None:
+        res["pixel_note"] = "the method produces no maps"
+    elif not any(m is not None for m in masks):
+        res["pixel_note"] = "the test set has no ground-truth masks"
+    else:
+        gts = [np.zeros(test.orig_sizes[i], bool) if masks[i] is None else masks[i] for i in known]
+        sub = [maps[i] for i in known]
+        res.update({k: _pct(v) for k, v in pixel_metrics(gts, sub).items()})
+        n_pos = int(sum(g.sum() for g in gts))
+        res.update(
+            n_pixel_images=len(known),
+            n_empty_masks=sum(1 for i in known if labels[i] and not masks[i].any()),
+            n_pixels=int(sum(g.size for g in gts)),
+            n_positive_pixels=n_pos,
+        )
+        if pixel_threshold is not None:
+            flag = np.concatenate([(a > pixel_threshold).ravel() for a in sub])
+            truth = np.concatenate([g.ravel() for g in gts])
+            res["calibrated_pixel"] = {
+                "threshold": float(pixel_threshold),
+                "test_fpr": _pct(flag[~truth].mean()),
+                "test_tpr": _pct(flag[truth].mean()),
+            }
+    res["scores"] = [float(s) for s in scores]
+    return res
+
+
+def evaluate_industrial(
+    detector: Detector, test: ImageSet, pixel_threshold: float | None = None
+) -> dict[str, Any]:
+    """Score an MVTec-style test set with a fitted detector; the industrial metrics in %.
+
+    What ``reconad test`` and ``reconad benchmark`` on an industrial set both call. Adds
+    ``score_seconds`` (scoring, and resizing maps back to each image's size),
+    ``metric_seconds``, and ``peak_rss_mb_scoring``: the peak RSS once scoring is done,
+    before the full-resolution pixel metrics (which can take gigabytes) run.
+    """
+    t0 = time.perf_counter()
+    ex = detector.explain(test, n=0)
+    maps = None if ex["maps"] is None else resize_maps(ex["maps"], test.orig_sizes)
+    t_score = time.perf_counter() - t0
+    rss = peak_rss_mb()
+    t0 = time.perf_counter()
+    res = industrial_metrics(test, ex["scores"], maps, detector.threshold_, pixel_threshold)
+    res.update(score_seconds=round(t_score, 2), metric_seconds=round(time.perf_counter() - t0, 2))
+    res["peak_rss_mb_scoring"] = round(rss, 1)
+    return res
+
+
+def reset_peak_rss() -> bool:
+    """Reset this process's peak-RSS mark to its current RSS (Linux), so that each seed's
+    peak is its own; False where the system does not allow it (the peak then counts from
+    the start of the process)."""
+    gc.collect()  # the previous seed's model and maps go first
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _pixel_threshold(det: Detector, val: ImageSet, target_fpr: float) -> float | None:
+    if not len(val) or not type(det.method_).produces_maps:
+        return None
+    vm = det.anomaly_maps(val, original_size=True)
+    return threshold_at_fpr(np.concatenate([m.ravel() for m in vm]).astype(np.float64), target_fpr)
+
+
+def run_industrial(
+    dataset: str,
+    method: str,
+    seeds: list[int],
+    out_dir: str | Path,
+    root: str | Path | None = None,
+    size: int = 128,
+    channels: int | None = None,
+    preset: str | None = None,
+    val_fraction: float = 0.1,
+    target_fpr: float = 0.05,
+    epochs_scale: float = 1.0,
+    progress: bool = True,
+    hparams: dict[str, Any] | None = None,
+    log=print,
+) -> list[dict[str, Any]]:
+    """Run (or resume) the industrial protocol for one method; returns each seed's record.
+
+    Raises:
+        DataError: the category is missing or unusable.
+        ValueError: ``out_dir`` holds runs made with other settings.
+    """
+    from reconad.methods import get_method
+
+    name, path = resolve_category(dataset, root)
+    cls = get_method(method)
+    side = round_up(int(size), cls.size_multiple, cls.min_size)
+    if channels is None:
+        channels = INDUSTRIAL_DATASETS.get(dataset, {}).get("channels")
+    settings = {
+        "dataset": name,
+        "method": method,
+        "preset": preset or next(iter(cls.presets)),
+        "size": side,
+        "channels": channels,
+        "val_fraction": val_fraction,
+        "target_fpr": target_fpr,
+        "epochs_scale": epochs_scale,
+        "hparams": dict(hparams or {}),
+    }
+    settings = json.loads(json.dumps(settings))  # as stored: tuples become lists
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    records = collect_industrial(out_dir)
+    for rec in records:
+        if rec.get("settings") != settings:
+            raise ValueError(
+                f"{out_dir} holds seed {rec.get('seed')} run with other settings "
+                f"({rec.get('settings')}, now {settings}): choose another --out"
+            )
+    done = {r["seed"] for r in records}
+    train = test = None
+    for seed in (s for s in seeds if s not in done):
+        if train is None:
+            train = read_mvtec(path, "train", size=(side, side), channels=channels)
+            test = read_mvtec(path, "test", size=(side, side), channels=train.channels)
+        log(f"{name}/{method} seed {seed}: training at {side}x{side}")
+        rec = _run_seed(train, test, settings, seed, progress)
+        rec["category_path"] = str(path)
+        write_json(out_dir / f"seed{seed}.json", rec)
+        log(
+            f"{name}/{method} seed {seed}: image AUROC {rec['auroc']:.2f} "
+            f"(fit {rec['fit_seconds']:.0f} s, score {rec['score_seconds']:.1f} s)"
+        )
+        records.append(rec)
+    return sorted((r for r in records if r["seed"] in seeds), key=lambda r: r["seed"])
+
+
+def _run_seed(
+    train: ImageSet, test: ImageSet, settings: dict[str, Any], seed: int, progress: bool
+) -> dict[str, Any]:
+    fit, val = holdout_split(train, settings["val_fraction"], seed)
+    per_seed_peak = reset_peak_rss()
+    det = Detector(
+        settings["method"],
+        preset=settings["preset"],
+        image_size=settings["size"],
+        val_fraction=settings["val_fraction"],
+        target_fpr=settings["target_fpr"],
+        seed=seed,
+        progress=progress,
+        epochs_scale=settings["epochs_scale"],
+        **settings["hparams"],
+    )
+    t0 = time.perf_counter()
+    det.fit(fit, validation=val)
+    t_fit = time.perf_counter() - t0
+    pixel_threshold = _pixel_threshold(det, val, settings["target_fpr"])
+    res = evaluate_industrial(det, test, pixel_threshold)
+    rss = res.pop("peak_rss_mb_scoring")
+    components = _component_aurocs(det, test)
+    if components:  # AUROC of each alternative image score the method offers
+        res["components"] = components
+    cfg = det.to_config()
+    return {
+        "dataset": settings["dataset"],
+        "method": settings["method"],
+        "preset": cfg["preset"],
+        "seed": seed,
+        **res,
+        "n_train": len(fit),
+        "n_val": len(val),
+        "fit_seconds": round(t_fit, 2),
+        # fit + scoring (data already loaded); the pixel metrics' own peak is reported apart
+        "peak_rss_mb": rss,
+        "peak_rss_mb_with_metrics": round(peak_rss_mb(), 1),
+        "peak_rss_scope": "this seed" if per_seed_peak else "process since start",
+        "settings": settings,
+        "hparams": cfg["hparams"],
+        "input": cfg["input"],
+        "versions": versions(),
+        "git_commit": git_commit(),
+    }
+
+
+def _component_aurocs(det: Detector, test: ImageSet) -> dict[str, float]:
+    from reconad.benchmark import component_scores
+
+    labels = test.is_anomalous.astype(int)
+    comps = component_scores(det, test)
+    return {k: 100 * image_metrics(labels, v)["auroc"] for k, v in comps.items()}
+
+
+def collect_industrial(out_dir: str | Path) -> list[dict[str, Any]]:
+    """Every finished seed record in ``out_dir``, by seed."""
+    recs = [json.loads(p.read_text()) for p in Path(out_dir).glob("seed*.json")]
+    return sorted(recs, key=lambda r: r["seed"])
+
+
+__all__ = [
+    "INDUSTRIAL_DATASETS",
+    "collect_industrial",
+    "evaluate_industrial",
+    "industrial_metrics",
+    "is_industrial",
+    "resolve_category",
+    "run_industrial",
+]

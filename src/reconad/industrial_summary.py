@@ -1,0 +1,126 @@
+"""Summary over seeds of the industrial protocol: mean and std per metric, files, a table.
+
+One row per metric (image AUROC, pixel AUROC, AUPRO, AP, the image AUROC of each defect
+type and of each alternative score a method offers, then wall times and peak memory), with
+the mean and the standard deviation over seeds (population std, as the one-class summary)
+and each seed's value. A metric that no seed has (pixel metrics of a method without maps)
+stays blank.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from reconad.serialize import write_json
+
+#: (record key, label) of the headline metrics, in table order
+METRICS = [
+    ("auroc", "image AUROC %"),
+    ("pixel_auroc", "pixel AUROC %"),
+    ("aupro", "AUPRO % (FPR 0.3)"),
+    ("ap", "image AP %"),
+]
+COSTS = [
+    ("fit_seconds", "fit s"),
+    ("score_seconds", "score s (test set)"),
+    ("peak_rss_mb", "peak RSS MiB (fit + score)"),
+    ("peak_rss_mb_with_metrics", "peak RSS MiB (+ metrics)"),
+]
+
+
+def _row(key: str, label: str, records: list[dict[str, Any]], get) -> dict[str, Any]:
+    per_seed = {r["seed"]: get(r) for r in records}
+    vals = np.array([v for v in per_seed.values() if v is not None], dtype=float)
+    return {
+        "metric": key,
+        "label": label,
+        "mean": float(vals.mean()) if len(vals) else None,
+        "std": float(vals.std()) if len(vals) else None,
+        "n_seeds": int(len(vals)),
+        "per_seed": per_seed,
+    }
+
+
+def summarize_industrial(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean and std over seeds of every metric, per-type AUROC, times and memory."""
+    if not records:
+        return {"rows": [], "seeds": []}
+    rows = [_row(k, lbl, records, lambda r, k=k: r.get(k)) for k, lbl in METRICS]
+    types = sorted({t for r in records for t in r.get("auroc_per_type", {})})
+    for t in types:
+        rows.append(
+            _row(
+                f"auroc[{t}]",
+                f"  image AUROC % {t}",
+                records,
+                lambda r, t=t: r.get("auroc_per_type", {}).get(t),
+            )
+        )
+    for c in sorted({c for r in records for c in r.get("components", {})}):
+        get = lambda r, c=c: r.get("components", {}).get(c)  # noqa: E731
+        rows.append(_row(f"component[{c}]", f"image AUROC % of score {c}", records, get))
+    rows += [_row(k, lbl, records, lambda r, k=k: r.get(k)) for k, lbl in COSTS]
+    first = records[0]
+    return {
+        "dataset": first["dataset"],
+        "method": first["method"],
+        "preset": first.get("preset"),
+        "input": first.get("input"),
+        "settings": first.get("settings"),
+        "seeds": [r["seed"] for r in records],
+        "n_test": first.get("n_test"),
+        "n_per_type": first.get("n_per_type"),
+        "rows": rows,
+        "versions": records[-1].get("versions"),
+        "git_commit": records[-1].get("git_commit"),
+    }
+
+
+def write_industrial_summary(summary: dict[str, Any], out_dir: str | Path) -> None:
+    """Write ``summary.json`` and ``summary.csv`` (a row per metric, a column per seed)."""
+    out_dir = Path(out_dir)
+    write_json(out_dir / "summary.json", summary)
+    seeds = summary["seeds"]
+    tmp = out_dir / ".summary.csv.tmp"
+    with tmp.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["metric", "mean", "std", "n_seeds", *(f"seed{s}" for s in seeds)])
+        for row in summary["rows"]:
+            vals = [row["per_seed"].get(s) for s in seeds]
+            w.writerow(
+                [row["metric"], *("" if v is None else v for v in (row["mean"], row["std"]))]
+                + [row["n_seeds"], *("" if v is None else v for v in vals)]
+            )
+    tmp.replace(out_dir / "summary.csv")
+
+
+def render_industrial_table(summary: dict[str, Any]):
+    """A rich Table: metric, mean ± std over seeds, then one column per seed."""
+    from rich.table import Table
+
+    inp = summary.get("input") or {}
+    title = (
+        f"{summary.get('method')} on {summary.get('dataset')} (preset {summary.get('preset')}, "
+        f"input {inp.get('channels')}x{inp.get('height')}x{inp.get('width')})"
+    )
+    t = Table(title=title)
+    t.add_column("metric")
+    t.add_column("mean ± std", justify="right")
+    for s in summary["seeds"]:
+        t.add_column(f"seed {s}", justify="right")
+
+    def fmt(v, digits=1):
+        return "-" if v is None else f"{v:.{digits}f}"
+
+    for row in summary["rows"]:
+        mean = fmt(row["mean"])
+        if row["mean"] is not None and row["n_seeds"] > 1:
+            mean += f" ± {row['std']:.1f}"
+        style = "bold" if row["metric"] in ("auroc", "pixel_auroc", "aupro") else None
+        cells = [fmt(row["per_seed"].get(s)) for s in summary["seeds"]]
+        t.add_row(row["label"], mean, *cells, style=style)
+    return t
