@@ -46,6 +46,23 @@ def class_name(names: list[str] | None, c: int) -> str:
     return names[c] if names and 0 <= c < len(names) else str(c)
 
 
+def component_scores(det: Detector, data, batch_size: int = 256) -> dict[str, np.ndarray]:
+    """The method's named alternative scores (``score_components``) of every image."""
+    import torch
+
+    from reconad.inputs import resize_uint8
+
+    images = resize_uint8(data.images, tuple(det.input_shape_[1:]))
+    det.method_.eval()
+    out: dict[str, list[np.ndarray]] = {}
+    with torch.no_grad():
+        for i in range(0, len(images), batch_size):
+            x = torch.from_numpy(images[i : i + batch_size]).float() / 255.0
+            for k, v in det.method_.score_components(x).items():
+                out.setdefault(k, []).append(v.detach().float().cpu().numpy())
+    return {k: np.concatenate(v) for k, v in out.items()}
+
+
 def run_one_class(
     dataset: str,
     train,
@@ -58,8 +75,12 @@ def run_one_class(
     epochs_scale: float = 1.0,
     progress: bool = True,
     hparams: dict[str, Any] | None = None,
+    scoring: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Fit on one normal class, score the whole test split, return the result record."""
+    """Fit on one normal class, score the whole test split, return the result record.
+
+    ``scoring`` holds the Detector's ``score``, ``difficulty`` and ``difficulty_mode``.
+    """
     split = one_class_split(train, test, normal, val_fraction=val_fraction, seed=seed)
     det = Detector(
         method,
@@ -68,6 +89,7 @@ def run_one_class(
         progress=progress,
         epochs_scale=epochs_scale,
         val_fraction=val_fraction,
+        **(scoring or {}),
         **(hparams or {}),
     )
     t0 = time.perf_counter()
@@ -80,6 +102,11 @@ def run_one_class(
     m = image_metrics(labels, scores)
     pred = scores > det.threshold_
     cfg = det.to_config()
+    # AUROC of each alternative score the method offers (e.g. DDR-ID's latent and image)
+    components = {
+        k: 100 * image_metrics(labels, v)["auroc"]
+        for k, v in component_scores(det, split.test).items()
+    }
     return {
         "dataset": dataset,
         "method": method,
@@ -91,6 +118,7 @@ def run_one_class(
         "ap": 100 * m["ap"],
         "f1_max_oracle": 100 * m["f1_max"],
         "tpr_at_5fpr": 100 * m["tpr_at_5fpr"],
+        **({"components": components} if components else {}),
         # The leakage-free operating point: threshold from held-out training normals.
         "calibrated": {
             "threshold": det.threshold_,
@@ -104,6 +132,7 @@ def run_one_class(
         "score_seconds": round(t_score, 2),
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "hparams": cfg["hparams"],
+        "scoring": cfg["scoring"],
         "input": cfg["input"],
         "epochs_scale": epochs_scale,
         "versions": versions(),
@@ -123,6 +152,7 @@ def run_protocol(
     epochs_scale: float = 1.0,
     progress: bool = True,
     hparams: dict[str, Any] | None = None,
+    scoring: dict[str, str] | None = None,
     log=print,
 ) -> list[dict[str, Any]]:
     """Run (or resume) the one-class protocol; returns every (class, seed) record."""
@@ -155,6 +185,7 @@ def run_protocol(
                 epochs_scale=epochs_scale,
                 progress=progress,
                 hparams=hparams,
+                scoring=scoring,
             )
             write_json(path, rec)
             log(
@@ -178,12 +209,22 @@ def collect_records(out_dir: Path, classes: list[int] | None = None) -> list[dic
     return sorted(records, key=lambda r: (r["seed"], r["class"]))
 
 
-def summarize(records: list[dict[str, Any]], reference_method: str | None = None) -> dict[str, Any]:
-    """Per-class mean/std over seeds, with published numbers and differences."""
+def summarize(
+    records: list[dict[str, Any]],
+    reference_method: str | None = None,
+    references: list[str] | tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """Per-class mean/std over seeds, with published numbers and differences.
+
+    ``references`` names further methods whose published numbers are shown beside ours
+    (e.g. Deep SVDD's and ARNet's beside DDR-ID); the AUROC of each score component a
+    method offers (``components`` in the records) is averaged like the main one.
+    """
     if not records:
         return {"rows": [], "mean": None}
     dataset, method = records[0]["dataset"], records[0]["method"]
     ref = published_auroc(reference_method or method, dataset)
+    others = {m: published_auroc(m, dataset) for m in references}
     rows = []
     for c in sorted({r["class"] for r in records}):
         rs = [r for r in records if r["class"] == c]
@@ -198,6 +239,8 @@ def summarize(records: list[dict[str, Any]], reference_method: str | None = None
                 "seeds": sorted(r["seed"] for r in rs),
                 "published": pub,
                 "diff": None if pub is None else float(aurocs.mean() - pub),
+                "components": _mean_components(rs),
+                "references": {m: o.get(str(c)) for m, o in others.items()},
                 "fit_seconds": float(np.mean([r["fit_seconds"] for r in rs])),
                 "score_seconds": float(np.mean([r["score_seconds"] for r in rs])),
                 "peak_rss_mb": float(max(r["peak_rss_mb"] for r in rs)),
@@ -218,6 +261,12 @@ def summarize(records: list[dict[str, Any]], reference_method: str | None = None
         "mean_std_over_seeds": float(np.std(per_seed_means)) if len(per_seed_means) > 1 else 0.0,
         "published_mean": pub_mean,
         "diff_mean": None if pub_mean is None else mean - pub_mean,
+        "component_means": {
+            k: float(np.mean([row["components"][k] for row in rows]))
+            for k in rows[0]["components"]
+            if all(k in row["components"] for row in rows)
+        },
+        "reference_means": {m: o.get("mean") for m, o in others.items()},
         "published_source": published_source(reference_method or method, dataset),
         "total_fit_seconds": float(sum(r["fit_seconds"] for r in records)),
         "total_score_seconds": float(sum(r["score_seconds"] for r in records)),
@@ -226,6 +275,21 @@ def summarize(records: list[dict[str, Any]], reference_method: str | None = None
         "versions": records[-1].get("versions"),
         "git_commit": records[-1].get("git_commit"),
     }
+
+
+def _mean_components(records: list[dict[str, Any]]) -> dict[str, float]:
+    names = sorted({k for r in records for k in r.get("components", {})})
+    return {
+        k: float(np.mean([r["components"][k] for r in records if k in r.get("components", {})]))
+        for k in names
+    }
+
+
+def _extra_columns(summary: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """Component names and reference methods present in a summary (older ones lack them)."""
+    rows = summary["rows"]
+    comps = sorted({k for row in rows for k in row.get("components", {})})
+    return comps, list(summary.get("reference_means", {}))
 
 
 def write_summary(summary: dict[str, Any], out_dir: Path) -> None:
@@ -243,12 +307,16 @@ def write_summary(summary: dict[str, Any], out_dir: Path) -> None:
         "score_seconds",
         "peak_rss_mb",
     ]
+    comps, refs = _extra_columns(summary)
+    fields[4:4] = [f"auroc_{k}" for k in comps] + [f"published_{m}" for m in refs]
     tmp = out_dir / ".summary.csv.tmp"
     with tmp.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         w.writeheader()
         for row in summary["rows"]:
-            w.writerow(row)
+            extra = {f"auroc_{k}": v for k, v in row.get("components", {}).items()}
+            extra.update({f"published_{m}": v for m, v in row.get("references", {}).items()})
+            w.writerow({**row, **extra})
         w.writerow(
             {
                 "class": "mean",
@@ -259,6 +327,8 @@ def write_summary(summary: dict[str, Any], out_dir: Path) -> None:
                 "fit_seconds": summary["total_fit_seconds"],
                 "score_seconds": summary["total_score_seconds"],
                 "peak_rss_mb": summary["peak_rss_mb"],
+                **{f"auroc_{k}": v for k, v in summary.get("component_means", {}).items()},
+                **{f"published_{m}": v for m, v in summary.get("reference_means", {}).items()},
             }
         )
     tmp.replace(out_dir / "summary.csv")
@@ -270,7 +340,14 @@ def render_table(summary: dict[str, Any]):
 
     title = f"{summary['method']} on {summary['dataset']} (preset {summary['preset']})"
     t = Table(title=title)
-    for col in ("class", "AUROC %", "published", "diff", "fit s", "score s"):
+    comps, refs = _extra_columns(summary)
+    # without published numbers of the method itself, its published/diff columns are left out
+    own = summary["published_mean"] is not None or any(
+        r["published"] is not None for r in summary["rows"]
+    )
+    cols = ["class", "AUROC %", *(f"{k} %" for k in comps), *(["published", "diff"] * own)]
+    cols += [f"{m} (pub.)" for m in refs] + ["fit s", "score s"]
+    for col in cols:
         t.add_column(col, justify="right" if col != "class" else "left")
 
     def fmt(v, signed=False):
@@ -281,16 +358,18 @@ def render_table(summary: dict[str, Any]):
         t.add_row(
             f"{r['class']} {r['class_name']}",
             ours,
-            fmt(r["published"]),
-            fmt(r["diff"], True),
+            *(fmt(r.get("components", {}).get(k)) for k in comps),
+            *([fmt(r["published"]), fmt(r["diff"], True)] * own),
+            *(fmt(r.get("references", {}).get(m)) for m in refs),
             f"{r['fit_seconds']:.0f}",
             f"{r['score_seconds']:.1f}",
         )
     t.add_row(
         "mean",
         f"{summary['mean']:.1f}",
-        fmt(summary["published_mean"]),
-        fmt(summary["diff_mean"], True),
+        *(fmt(summary.get("component_means", {}).get(k)) for k in comps),
+        *([fmt(summary["published_mean"]), fmt(summary["diff_mean"], True)] * own),
+        *(fmt(summary["reference_means"].get(m)) for m in refs),
         f"{summary['total_fit_seconds']:.0f}",
         f"{summary['total_score_seconds']:.1f}",
         style="bold",

@@ -38,6 +38,35 @@ SetOpt = Annotated[
     typer.Option("--set", help="Method hyper-parameter KEY=VALUE (repeatable), e.g. epochs=10."),
 ]
 ProgressOpt = Annotated[bool, typer.Option(help="Show progress bars.")]
+ScoreOpt = Annotated[
+    str,
+    typer.Option(
+        help="native (the method's own score) or multiview (pixel MSE, 1 - SSIM and feature "
+        "dissimilarity of the reconstruction, each standardised on held-out normals, summed)."
+    ),
+]
+DifficultyOpt = Annotated[
+    str,
+    typer.Option(
+        help="Normalise the score by image difficulty: none, entropy (gray histogram), bpp "
+        "(PNG bits per pixel) or gradient (mean Sobel magnitude)."
+    ),
+]
+DifficultyModeOpt = Annotated[
+    str, typer.Option(help="divide, or subtract (slope fitted on held-out normals).")
+]
+
+
+def _scoring(method: str, score: str, difficulty: str, mode: str) -> dict[str, str]:
+    """Validated scoring options (fails before any training is spent)."""
+    from reconad.methods import get_method
+    from reconad.scoring import check_options
+
+    try:
+        check_options(get_method(method), score, difficulty, mode)
+    except (KeyError, ValueError) as e:
+        _fail(str(e).strip('"'))
+    return {"score": score, "difficulty": difficulty, "difficulty_mode": mode}
 
 
 def _parse_set(items: list[str] | None) -> dict[str, Any]:
@@ -51,6 +80,11 @@ def _parse_set(items: list[str] | None) -> dict[str, Any]:
         except json.JSONDecodeError:
             out[key.strip()] = value
     return out
+
+
+def _log(message: str) -> None:
+    """Print a progress line as plain text (a "[mnist/ae]" prefix is not rich markup)."""
+    console.print(message, markup=False, highlight=False)
 
 
 def _fail(message: str) -> None:
@@ -94,7 +128,7 @@ def demo(
     """
     from reconad.demo import run_demo
 
-    m = run_demo(out, method, normal, seed, epochs_scale, progress, log=console.print)
+    m = run_demo(out, method, normal, seed, epochs_scale, progress, log=_log)
     console.print(
         f"[bold]AUROC {m['auroc']:.1f}%[/]  AP {m['ap']:.1f}%  "
         f"(at the calibrated threshold: TPR {m['test_tpr_at_threshold']:.0f}%, "
@@ -128,6 +162,9 @@ def fit(
     strategy: Annotated[str, typer.Option(help="auto, ddp, ddp_spawn...")] = "auto",
     precision: Annotated[str, typer.Option(help="32-true, bf16-mixed, 16-mixed...")] = "32-true",
     resume: Annotated[bool, typer.Option(help="Resume from OUT's checkpoint if any.")] = True,
+    score: ScoreOpt = "native",
+    difficulty: DifficultyOpt = "none",
+    difficulty_mode: DifficultyModeOpt = "divide",
     set_: SetOpt = None,
     progress: ProgressOpt = True,
 ) -> None:
@@ -139,6 +176,7 @@ def fit(
     from reconad.detector import Detector
 
     hp = _parse_set(set_)
+    hp.update(_scoring(method, score, difficulty, difficulty_mode))
     if epochs is not None:
         hp["epochs"] = epochs
     ckpt = out.with_name(f".{out.name}.checkpoint")
@@ -183,51 +221,40 @@ def test(
     ],
     out: Annotated[Path | None, typer.Option(help="Write metrics.json and roc.png here.")] = None,
 ) -> None:
-    """Evaluate a model on an MVTec-style test tree: image AUROC, pixel AUROC, AUPRO."""
+    """Evaluate a model on an MVTec-style test tree: image AUROC, pixel AUROC, AUPRO.
+
+    Pixel metrics are computed at each mask's own resolution (maps resized back to each
+    image's size); the image AUROC of each defect type is that type against the good images.
+    """
     from reconad.data.folders import read_mvtec
     from reconad.data.imageset import DataError
-    from reconad.detector import resize_maps
-    from reconad.metrics import MetricError, image_metrics, pixel_metrics
+    from reconad.industrial import evaluate_industrial
+    from reconad.metrics import MetricError
 
     det = _load(model)
     try:
         ts = read_mvtec(data, "test", size=tuple(det.input_shape_[1:]))
-        labels = ts.is_anomalous.astype(int)
-        ex = det.explain(ts, n=0)
-        res: dict[str, Any] = {k: 100 * v for k, v in image_metrics(labels, ex["scores"]).items()}
-        per_type = {}
-        good = ts.class_names.index("good")
-        for i, name in enumerate(ts.class_names):
-            if i == good:
-                continue
-            sel = (ts.labels == i) | (ts.labels == good)
-            per_type[name] = 100 * image_metrics(labels[sel], ex["scores"][sel])["auroc"]
-        res["auroc_per_type"] = per_type
-        has_masks = ts.masks is not None and any(m is not None for m in ts.masks)
-        if ex["maps"] is not None and has_masks:
-            maps = resize_maps(ex["maps"], ts.orig_sizes)
-            masks = [
-                np.zeros(s, bool) if m is None else m
-                for m, s in zip(ts.masks, ts.orig_sizes, strict=True)
-            ]
-            res.update({k: 100 * v for k, v in pixel_metrics(masks, maps).items()})
+        res = evaluate_industrial(det, ts)
     except (DataError, MetricError, ValueError) as e:
         _fail(str(e))
     t = Table(title=f"{det.method} on {data}")
     t.add_column("metric")
     t.add_column("%", justify="right")
-    for k, v in res.items():
-        if k != "auroc_per_type":
-            t.add_row(k, f"{v:.2f}")
-    for k, v in per_type.items():
+    for k in ("auroc", "ap", "f1_max_oracle", "tpr_at_5fpr", "pixel_auroc", "aupro"):
+        if res[k] is not None:
+            t.add_row(k, f"{res[k]:.2f}")
+    for k, v in res["auroc_per_type"].items():
         t.add_row(f"auroc[{k}]", f"{v:.2f}")
     console.print(t)
+    if res.get("pixel_note"):
+        console.print(f"no pixel metrics: {res['pixel_note']}")
     if out:
         from reconad.report import save_roc
         from reconad.serialize import write_json
 
         write_json(out / "metrics.json", res)
-        save_roc(labels, ex["scores"], out / "roc.png", f"{det.method} on {data.name}")
+        labels = ts.is_anomalous.astype(int)
+        save_roc(labels, np.asarray(res["scores"]), out / "roc.png", f"{det.method} on {data.name}")
 
 
 @app.command()
@@ -283,6 +310,7 @@ def _write_heatmap(folder: Path, f: Path, i: int, ex: dict[str, Any]) -> None:
             folder / f"{f.stem}_grid.png",
             scores=ex["scores"][i : i + 1],
             n=1,
+            overlay=None if ex["maps"] is None else ex["maps"][i : i + 1],
         )
     if ex["maps"] is not None:
         amap = resize_maps(ex["maps"][i : i + 1], [ex["orig_sizes"][i]])[0]
@@ -297,7 +325,13 @@ def _write_heatmap(folder: Path, f: Path, i: int, ex: dict[str, Any]) -> None:
 
 @app.command()
 def benchmark(
-    dataset: Annotated[str, typer.Option(help="mnist, fmnist, cifar10 or cifar100.")],
+    dataset: Annotated[
+        str,
+        typer.Option(
+            help="mnist, fmnist, cifar10, cifar100 (one-class protocol); magnetic-tile or an "
+            "MVTec-style category folder (industrial protocol)."
+        ),
+    ],
     method: MethodOpt = "ae",
     classes: Annotated[str, typer.Option(help="Normal classes, e.g. 0-9, 3, 1,4.")] = "all",
     seeds: Annotated[str, typer.Option(help="Seeds, e.g. 0 or 0-2.")] = "0",
@@ -307,15 +341,86 @@ def benchmark(
     ] = None,
     out: Annotated[
         Path | None,
-        typer.Option(help="Results folder (default benchmarks/results/DATASET/METHOD[-PRESET])."),
+        typer.Option(
+            help="Results folder (default benchmarks/results/DATASET/METHOD[-PRESET][+SCORING], "
+            "e.g. ae+multiview+entropy)."
+        ),
     ] = None,
     val_fraction: Annotated[float, typer.Option(help="Training normals held out.")] = 0.1,
     epochs_scale: Annotated[float, typer.Option(help="Scale the epochs (quick runs).")] = 1.0,
+    score: ScoreOpt = "native",
+    difficulty: DifficultyOpt = "none",
+    difficulty_mode: DifficultyModeOpt = "divide",
+    size: Annotated[
+        int, typer.Option(help="Industrial: input side (rounded up to what the method needs).")
+    ] = 128,
+    channels: Annotated[
+        int | None,
+        typer.Option(help="Industrial: 1 or 3 converts every image (magnetic-tile: 1)."),
+    ] = None,
+    protocol: Annotated[
+        str, typer.Option(help="one-class, or adversarial (adversarial-example detection).")
+    ] = "one-class",
+    attacks: Annotated[str, typer.Option(help="Adversarial: attacks, e.g. fgsm,pgd.")] = "fgsm,pgd",
+    epsilons: Annotated[
+        str, typer.Option(help="Adversarial: L-inf budgets on the [0, 1] scale, e.g. 2/255,8/255.")
+    ] = "2/255,8/255",
+    pgd_steps: Annotated[int, typer.Option(help="Adversarial: PGD iterations.")] = 10,
+    fit_on: Annotated[
+        str,
+        typer.Option(help="Adversarial: fit the detector on one class (each in turn) or all."),
+    ] = "one-class",
+    classifier_epochs: Annotated[
+        int, typer.Option(help="Adversarial: epochs of the attacked classifier.")
+    ] = 10,
+    attack_backend: Annotated[
+        str,
+        typer.Option(help="Adversarial: auto (ART when installed), art, or torch (built in)."),
+    ] = "auto",
     set_: SetOpt = None,
     progress: ProgressOpt = True,
 ) -> None:
     """One-class protocol: each class in turn is normal; AUROC per class, with the published
-    numbers beside ours. Resumable: finished (class, seed) runs are skipped."""
+    numbers beside ours (and any other score a method offers, e.g. DDR-ID's latent and image
+    scores, with Deep SVDD's and ARNet's published numbers; DDR-ID is reconstructed from the
+    published abstract). Resumable: finished (class, seed) runs are skipped.
+
+    Adversarial protocol (--protocol adversarial; mnist, fmnist, cifar10, gtsrb): a small
+    classifier is trained on the data set, FGSM/PGD examples are crafted from correctly
+    classified test images; attack success rate, and the detection AUROC of clean vs.
+    adversarial images for a detector fit on clean training images. Resumable.
+
+    Industrial protocol (magnetic-tile, or an MVTec-style category folder): fit on train/good
+    minus held-out normals, image AUROC (also per defect type), pixel AUROC and AUPRO at each
+    mask's own resolution, wall times and peak memory; one JSON per seed, resumable."""
+    if protocol == "adversarial":
+        return _benchmark_adversarial(
+            dataset, method, classes, seeds, preset, data_root, out, epochs_scale, progress,
+            _parse_set(set_), attacks, epsilons, pgd_steps, fit_on, classifier_epochs,
+            attack_backend,
+        )  # fmt: skip
+    if protocol != "one-class":
+        _fail(f"unknown protocol {protocol!r}; choose one-class or adversarial")
+    from reconad.industrial import is_industrial
+    from reconad.scoring import variant_name
+
+    scoring = _scoring(method, score, difficulty, difficulty_mode)
+    tag = variant_name(score, difficulty, difficulty_mode)
+    if is_industrial(dataset):
+        return _benchmark_industrial(
+            dataset,
+            method,
+            seeds,
+            out,
+            data_root=data_root,
+            size=size,
+            channels=channels,
+            preset=preset,
+            val_fraction=val_fraction,
+            epochs_scale=epochs_scale,
+            progress=progress,
+            hparams={**_parse_set(set_), **(scoring if tag else {})},
+        )
     from reconad.benchmark import (
         collect_records,
         render_table,
@@ -336,7 +441,7 @@ def benchmark(
         seed_list = parse_classes(seeds, 10**6)
     except ValueError as e:
         _fail(str(e))
-    name = method + (f"-{preset}" if preset else "")
+    name = method + (f"-{preset}" if preset else "") + tag
     out = out or Path("benchmarks/results") / key / name
     try:
         records = run_protocol(
@@ -351,15 +456,107 @@ def benchmark(
             epochs_scale=epochs_scale,
             progress=progress,
             hparams=_parse_set(set_),
-            log=console.print,
+            scoring=scoring,
+            log=_log,
         )
     except (DataError, ValueError, KeyError) as e:
         _fail(str(e))
     # Summarise every seed finished so far in this folder, not only the ones run now.
-    summary = summarize(collect_records(out, cls_list) or records)
+    from reconad.methods import get_method
+
+    refs = getattr(get_method(method), "reference_methods", ())
+    summary = summarize(collect_records(out, cls_list) or records, references=refs)
     write_summary(summary, out)
     console.print(render_table(summary))
     console.print(f"results in {out}/ (summary.csv, summary.json, one JSON per class and seed)")
+
+
+def _benchmark_industrial(
+    dataset: str, method: str, seeds: str, out: Path | None, data_root: Path | None, **kw: Any
+) -> None:
+    """The industrial branch of `benchmark`: run, summarise, print the table."""
+    from reconad.data.imageset import DataError
+    from reconad.data.protocol import parse_classes
+    from reconad.industrial import collect_industrial, resolve_category, run_industrial
+    from reconad.industrial_summary import (
+        render_industrial_table,
+        summarize_industrial,
+        write_industrial_summary,
+    )
+
+    try:
+        seed_list = parse_classes(seeds, 10**6)
+        name = resolve_category(dataset, data_root)[0]
+        preset = kw.get("preset")
+        out = out or Path("benchmarks/results") / name / (method + (f"-{preset}" if preset else ""))
+        records = run_industrial(dataset, method, seed_list, out, root=data_root, log=_log, **kw)
+    except (DataError, ValueError, KeyError) as e:
+        msg = str(e)
+        if "mixed" in msg:
+            msg += " (on the command line: --channels 1 or --channels 3)"
+        _fail(msg)
+    # Summarise every seed finished so far in this folder, not only the ones run now.
+    summary = summarize_industrial(collect_industrial(out) or records)
+    write_industrial_summary(summary, out)
+    console.print(render_industrial_table(summary))
+    console.print(f"results in {out}/ (summary.csv, summary.json, one JSON per seed)")
+
+
+def _benchmark_adversarial(
+    dataset, method, classes, seeds, preset, data_root, out, epochs_scale, progress, hparams,
+    attacks, epsilons, pgd_steps, fit_on, classifier_epochs, backend,
+) -> None:  # fmt: skip
+    """The adversarial branch of `benchmark`: run, summarise, print the table."""
+    from reconad.adversarial import (
+        AdversarialSettings,
+        parse_epsilons,
+        render_adversarial,
+        run_adversarial,
+        summarize_adversarial,
+    )
+    from reconad.data.datasets import ALIASES, DATASETS
+    from reconad.data.imageset import DataError
+    from reconad.data.protocol import parse_classes
+    from reconad.serialize import write_json
+
+    key = ALIASES.get(dataset.lower(), dataset.lower())
+    if key not in DATASETS:
+        _fail(f"unknown dataset {dataset!r}; choose from {sorted(DATASETS)}")
+    try:
+        settings = AdversarialSettings(
+            attacks=tuple(a.strip() for a in attacks.split(",")),
+            epsilons=parse_epsilons(epsilons),
+            pgd_steps=pgd_steps,
+            backend=backend,
+            fit_on=fit_on,
+            classifier_epochs=classifier_epochs,
+        )
+        cls_list = parse_classes(classes, len(DATASETS[key]["classes"]))
+        seed_list = parse_classes(seeds, 10**6)
+    except ValueError as e:
+        _fail(str(e))
+    name = method + (f"-{preset}" if preset else "") + ("-all" if fit_on == "all" else "")
+    out = out or Path("benchmarks/results/adversarial") / key / name
+    records = []
+    try:
+        for seed in seed_list:
+            records += run_adversarial(
+                key, method, cls_list, out, settings, root=data_root, preset=preset, seed=seed,
+                epochs_scale=epochs_scale, progress=progress, hparams=hparams, log=_log,
+            )  # fmt: skip
+    except (DataError, ValueError, KeyError) as e:
+        _fail(str(e))
+    rows = summarize_adversarial(records)
+    clf = records[0]["classifier"] if records else {}
+    write_json(out / "summary.json", {"rows": rows, "classifier": clf, "n_records": len(records)})
+    title = (
+        f"{method} on {key}: adversarial detection (fit on {fit_on}; classifier clean accuracy "
+        f"{clf.get('test_accuracy', float('nan')):.1f}%; attacks via {records[0]['backend']})"
+        if records
+        else f"{method} on {key}"
+    )
+    console.print(render_adversarial(rows, title))
+    console.print(f"results in {out}/ (summary.json, one JSON per target and seed)")
 
 
 def _load(model: Path):

@@ -26,6 +26,8 @@ from reconad.data.imageset import DataError, ImageSet
 from reconad.data.protocol import holdout_split
 from reconad.inputs import ImageInput, resize_uint8, round_up, to_imageset
 from reconad.methods.base import Method, get_method
+from reconad.scoring import ScoreFusion, compute_views, make_fusion
+from reconad.scoring import check_options as check_scoring
 from reconad.serialize import atomic_dir, load_tensors, save_tensors, write_json
 from reconad.training import TrainConfig, train
 
@@ -52,6 +54,12 @@ class Detector:
         epochs_scale: multiply the method's epochs (quick runs and tests).
         checkpoint_dir: write a checkpoint each epoch there and resume from it.
         score_batch_size: images per batch when scoring.
+        score: ``native`` (the method's own score) or ``multiview`` (pixel MSE, 1 - SSIM and
+            feature dissimilarity of its reconstruction, standardised and summed; see
+            ``reconad.scoring``).
+        difficulty: ``none``, ``entropy``, ``bpp`` or ``gradient``: normalise the score by
+            how hard the image is to reconstruct.
+        difficulty_mode: ``divide`` or ``subtract`` (slope fitted on held-out normals).
         **hparams: the method's hyper-parameters (see its ``Config``).
     """
 
@@ -72,6 +80,9 @@ class Detector:
         epochs_scale: float = 1.0,
         checkpoint_dir: str | Path | None = None,
         score_batch_size: int = 256,
+        score: str = "native",
+        difficulty: str = "none",
+        difficulty_mode: str = "divide",
         **hparams: Any,
     ) -> None:
         self.method = method
@@ -88,6 +99,9 @@ class Detector:
         self.epochs_scale = epochs_scale
         self.checkpoint_dir = checkpoint_dir
         self.score_batch_size = score_batch_size
+        self.score = score
+        self.difficulty = difficulty
+        self.difficulty_mode = difficulty_mode
         self.hparams = hparams
 
     # ---- fitting ------------------------------------------------------------------------
@@ -104,6 +118,13 @@ class Detector:
         """
         cls = get_method(self.method)
         config = cls.make_config(self.preset, **self.hparams)
+        check_scoring(cls, self.score, self.difficulty, self.difficulty_mode)
+        fusion = make_fusion(self.score, self.difficulty, self.difficulty_mode)
+        if fusion is not None and validation is None and not self.val_fraction > 0:
+            raise ValueError(
+                f"score={self.score!r} with difficulty={self.difficulty!r} is fitted on held-out "
+                "normal images: set val_fraction > 0 or pass validation="
+            )
         size = self._requested_size()
         data = to_imageset(X, size=size)
         if size is None:
@@ -129,10 +150,13 @@ class Detector:
         self.n_train_ = len(data)
         self.threshold_ = float("nan")
         self.val_scores_ = np.array([])
+        self.scoring_ = None
         if val is not None and len(val):
             val_images = self._prepare(val)
             with torch.no_grad():
                 self.method_.calibrate(torch.from_numpy(val_images).float() / 255.0)
+            if fusion is not None:  # fitted on the held-out normals only
+                self.scoring_ = fusion.fit(self._run(val_images, maps=False, views=fusion))
             self.val_scores_ = self._run(val_images, maps=False)["scores"]
             self.threshold_ = threshold_at_fpr(self.val_scores_, self.target_fpr)
         return self
@@ -174,31 +198,54 @@ class Detector:
         self._check_fitted()
         return to_imageset(X, size=tuple(self.input_shape_[1:]))
 
-    def _run(self, images: np.ndarray, maps: bool = True, extras: int = 0) -> dict[str, Any]:
-        """Score uint8 images in batches; keep maps and the first ``extras`` images' extras."""
+    def _run(
+        self, images: np.ndarray, maps: bool = True, extras: int = 0, views: Any = None
+    ) -> dict[str, Any]:
+        """Score uint8 images in batches; keep maps and the first ``extras`` images' extras.
+
+        With a fitted score fusion (``scoring_``) the scores are its fused views; given
+        ``views`` (a fusion about to be fitted), the raw views are returned instead.
+        """
         self.method_.eval()
-        scores, amaps, kept = [], [], {}
+        fusion = views if views is not None else getattr(self, "scoring_", None)
+        scores, amaps, kept, raw = [], [], {}, {}
         with torch.no_grad():
             for i in range(0, len(images), self.score_batch_size):
                 x = torch.from_numpy(images[i : i + self.score_batch_size]).float() / 255.0
-                out = self.method_.score(x)
-                s = out.image_score.detach().float().cpu().numpy()
-                if not np.isfinite(s).all():
-                    raise FloatingPointError(
-                        f"method {self.method!r} produced {int((~np.isfinite(s)).sum())} "
-                        f"non-finite score(s) in images {i}-{i + len(x) - 1}"
-                    )
-                scores.append(s)
+                out = None
+                if fusion is None or maps or i < extras or "native" in fusion.views:
+                    out = self.method_.score(x)
+                if fusion is not None:
+                    native = None if out is None else out.image_score
+                    for k, t in compute_views(
+                        self.method_, x, fusion.views, fusion.difficulty, native=native
+                    ).items():
+                        raw.setdefault(k, []).append(t.numpy())
+                else:
+                    scores.append(self._finite(out.image_score.detach().float().cpu().numpy(), i))
                 if maps and out.anomaly_map is not None:
                     amaps.append(out.anomaly_map[:, 0].detach().float().cpu().numpy())
                 if i < extras:
                     for k, v in out.extras.items():
                         kept.setdefault(k, []).append(v[: extras - i].detach().float().cpu())
+        raw = {k: np.concatenate(v) for k, v in raw.items()}
+        if views is not None:
+            return raw
+        if fusion is not None:
+            scores = [self._finite(fusion.transform(raw), 0)]
         return {
             "scores": np.concatenate(scores),
             "maps": np.concatenate(amaps) if amaps else None,
             "extras": {k: torch.cat(v).numpy() for k, v in kept.items()},
         }
+
+    def _finite(self, s: np.ndarray, start: int) -> np.ndarray:
+        if not np.isfinite(s).all():
+            raise FloatingPointError(
+                f"method {self.method!r} produced {int((~np.isfinite(s)).sum())} "
+                f"non-finite score(s) in images {start}-{start + len(s) - 1}"
+            )
+        return s
 
     def score_samples(self, X: ImageInput) -> np.ndarray:
         """Image anomaly scores, ``(N,)``; higher = more anomalous."""
@@ -273,6 +320,12 @@ class Detector:
                 else None,
                 "val_score_std": float(np.std(self.val_scores_)) if len(self.val_scores_) else None,
             },
+            "scoring": {
+                "score": self.score,
+                "difficulty": self.difficulty,
+                "difficulty_mode": self.difficulty_mode,
+                "fusion": self.scoring_.to_dict() if getattr(self, "scoring_", None) else None,
+            },
             "training": {
                 "seed": self.seed,
                 "n_train": getattr(self, "n_train_", None),
@@ -323,6 +376,11 @@ class Detector:
         det.threshold_ = float("nan") if calib["threshold"] is None else float(calib["threshold"])
         det.val_scores_ = np.array([])
         det.history_ = cfg["training"].get("history", [])
+        sc = cfg.get("scoring") or {}
+        det.score = sc.get("score", "native")
+        det.difficulty = sc.get("difficulty", "none")
+        det.difficulty_mode = sc.get("difficulty_mode", "divide")
+        det.scoring_ = ScoreFusion.from_dict(sc["fusion"]) if sc.get("fusion") else None
         det.config_ = cfg
         return det
 

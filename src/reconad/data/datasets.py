@@ -13,8 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from reconad.data.cifar import read_cifar10_pickles, read_cifar100_pickles
-from reconad.data.download import download_dataset
+from reconad.data.download import KNOWN_FILES, download_dataset
 from reconad.data.folders import read_class_folders
+from reconad.data.gtsrb import GTSRB_CLASSES, find_gtsrb, read_gtsrb
 from reconad.data.idx import read_idx
 from reconad.data.imageset import DataError, ImageSet
 
@@ -57,6 +58,11 @@ DATASETS: dict[str, dict] = {
     "cifar100": _info(
         3, (32, 32), CIFAR100_COARSE_CLASSES, "CIFAR-100, labelled by its 20 coarse super-classes"
     ),
+    "gtsrb": {
+        **_info(3, (32, 32), GTSRB_CLASSES, "GTSRB traffic signs, cropped to their boxes"),
+        "n_train": 39209,
+        "n_test": 12630,
+    },
 }
 
 ALIASES = {
@@ -130,6 +136,11 @@ def _candidates(name: str, root: Path, split: str) -> tuple[list[str], Callable 
         if (folders / split).is_dir():
             return looked, lambda: _check_cifar10(read_class_folders(folders, split), folders)
         return looked, None
+    if name == "gtsrb":
+        sub = "Final_Training" if split == "train" else "Final_Test"
+        looked = [f"{root}/GTSRB/{sub}/Images/", f"{root}/{sub}/Images/"]
+        found = find_gtsrb(root, split)
+        return looked, None if found is None else (lambda: read_gtsrb(found, split))
     folder = root / "cifar-100-python"
     looked = [f"{folder}/"]
     if (folder / "meta").is_file():
@@ -151,9 +162,13 @@ def load_dataset(
       ``root/cifar10-jpg.tar.gz`` (class-folder JPEG copy: lossy, pixel values differ
       slightly from the official ones), then ``root/cifar10/<split>/<class>/``
     * ``cifar100``: ``root/cifar-100-python/`` (official pickles, 20 coarse labels)
+    * ``gtsrb``: ``root/GTSRB/Final_Training/Images/000NN/`` (+ ``GT-000NN.csv``) and
+      ``root/GTSRB/Final_Test/Images/`` (+ ``GT-final_test.csv``); signs cropped to their
+      boxes and resized to 32x32 (no download: get it from the benchmark's site)
 
     Args:
-        name: ``"mnist"``, ``"fmnist"``, ``"cifar10"`` or ``"cifar100"`` (or an alias).
+        name: ``"mnist"``, ``"fmnist"``, ``"cifar10"``, ``"cifar100"``, ``"gtsrb"`` (or an
+            alias).
         split: ``"train"`` or ``"test"``.
         root: the data root; see ``resolve_data_root``.
         download: when nothing is found, fetch the official files into ``root``.
@@ -174,7 +189,9 @@ def load_dataset(
     data_root = resolve_data_root(root)
     looked, reader = _candidates(key, data_root, split)
     failure = "downloading is turned off (download=False)"
-    if reader is None and download:
+    if reader is None and download and key not in KNOWN_FILES:
+        failure = f"reconad knows no download for {key!r} (get it from its official site)"
+    elif reader is None and download:
         try:
             download_dataset(key, data_root)
             looked, reader = _candidates(key, data_root, split)

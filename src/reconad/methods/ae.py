@@ -112,6 +112,14 @@ class _BergmannAE(Method):
     def residual_map(self, x: Tensor, x_hat: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def reconstruct(self, x: Tensor) -> Tensor:
+        """The autoencoder's output x_hat."""
+        return self(x)
+
+    def features(self, x: Tensor) -> Tensor:
+        """The encoder's latent code, ``(B, latent_dim)`` (already global: 1x1 spatially)."""
+        return self.encoder(x).flatten(1)
+
     def score(self, x: Tensor) -> ScoreOutput:
         x_hat = self(x)
         amap = self.residual_map(x, x_hat)

@@ -72,10 +72,15 @@ class UNet(nn.Module):
         self.ups = nn.ModuleList(DoubleConv(a, b) for a, b in dec)
         self.outc = nn.Conv2d(w[0], c_out, 3, padding=1)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def encode(self, x: Tensor) -> list[Tensor]:
+        """The encoder's outputs at every scale, finest first (the last is the bottleneck)."""
         skips = [self.inc(x)]
         for down in self.downs:
             skips.append(down(F.max_pool2d(skips[-1], 2)))
+        return skips
+
+    def forward(self, x: Tensor) -> Tensor:
+        skips = self.encode(x)
         h = skips.pop()
         for up in self.ups:
             h = F.interpolate(h, scale_factor=2, mode="bilinear", align_corners=False)
@@ -172,6 +177,14 @@ class ARNet(Method):
             if shown is None or r == 1:
                 shown = (erased, restored)
         return torch.stack(maps), shown[0], shown[1]
+
+    def reconstruct(self, x: Tensor) -> Tensor:
+        """The restoration of the un-rotated erased input (grayed for colour data)."""
+        return self(self.erase(x, 0))
+
+    def features(self, x: Tensor) -> Tensor:
+        """The U-Net bottleneck of the un-rotated erased input, global-average pooled."""
+        return self.net.encode(self.erase(x, 0))[-1].mean((2, 3))
 
     def calibrate(self, normals: Tensor) -> None:
         """With ``normalize_rotations``: each rotation's mean error on held-out normals."""

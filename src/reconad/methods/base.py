@@ -124,6 +124,23 @@ class Method(nn.Module):
     def score(self, x: Tensor) -> ScoreOutput:
         raise NotImplementedError
 
+    def reconstruct(self, x: Tensor) -> Tensor | None:
+        """The method's image-space reconstruction of x ((B,C,H,W) in [0,1]), or None.
+
+        Used by multi-view scoring (pixel MSE, 1 - SSIM, feature dissimilarity).
+        """
+        return None
+
+    def features(self, x: Tensor) -> Tensor | None:
+        """(B, D) globally pooled features of an image from the method's own encoder, or
+        None (multi-view scoring then falls back to a frozen network)."""
+        return None
+
+    def score_components(self, x: Tensor) -> dict[str, Tensor]:
+        """Named alternative image scores ``(B,)`` that a benchmark reports beside the main
+        one (e.g. DDR-ID's latent and image scores). Default: none."""
+        return {}
+
     # ---- helpers --------------------------------------------------------------------
     @classmethod
     def make_config(cls, preset: str | None = None, **overrides: Any) -> Any:

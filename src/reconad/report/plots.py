@@ -66,15 +66,26 @@ def save_extras_grid(
     scores: np.ndarray | None = None,
     labels: list[str] | None = None,
     n: int = 8,
+    overlay: np.ndarray | None = None,
 ) -> Path:
     """One row per image, one column per named intermediate image (``extras``).
 
     Maps (names in ``MAP_KEYS``) are drawn with a shared colour scale, so rows compare.
+    With ``overlay`` (anomaly maps ``(N, H, W)`` at the size of ``extras["input"]``), a last
+    column shows each map over its input, so one sees where the image was flagged.
     """
     keys = list(extras)
     n = min(n, len(next(iter(extras.values()))))
     vmax = max((float(np.max(extras[k][:n])) for k in keys if k in MAP_KEYS), default=None)
-    fig, axes = plt.subplots(n, len(keys), figsize=(1.6 * len(keys), 1.6 * n), squeeze=False)
+    show_overlay = overlay is not None and "input" in extras
+    cols = len(keys) + int(show_overlay)
+    fig, axes = plt.subplots(n, cols, figsize=(1.6 * cols, 1.6 * n), squeeze=False)
+    if show_overlay:
+        top = max(float(np.max(overlay[:n])), 1e-12)
+        for i in range(n):
+            _show(axes[i, -1], extras["input"][i])
+            axes[i, -1].imshow(overlay[i], cmap="inferno", alpha=0.5, vmin=0, vmax=top)
+        axes[0, -1].set_title("map on input", fontsize=8)
     for i in range(n):
         for j, k in enumerate(keys):
             is_map = k in MAP_KEYS
