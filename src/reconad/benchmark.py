@@ -256,6 +256,7 @@ def summarize(
         "dataset": dataset,
         "method": method,
         "preset": records[0].get("preset"),
+        "scoring": _scoring_tag(records[0]),
         "rows": rows,
         "mean": mean,
         "mean_std_over_seeds": float(np.std(per_seed_means)) if len(per_seed_means) > 1 else 0.0,
@@ -275,6 +276,16 @@ def summarize(
         "versions": records[-1].get("versions"),
         "git_commit": records[-1].get("git_commit"),
     }
+
+
+def _scoring_tag(record: dict[str, Any]) -> str:
+    """``+multiview+entropy`` etc. for a record's scoring options ("" when native)."""
+    from reconad.scoring import variant_name
+
+    sc = record.get("scoring") or {}
+    return variant_name(
+        sc.get("score", "native"), sc.get("difficulty", "none"), sc.get("difficulty_mode", "divide")
+    )
 
 
 def _mean_components(records: list[dict[str, Any]]) -> dict[str, float]:
@@ -338,7 +349,8 @@ def render_table(summary: dict[str, Any]):
     """A rich Table of the summary: class, ours (+- std), published, difference, time."""
     from rich.table import Table
 
-    title = f"{summary['method']} on {summary['dataset']} (preset {summary['preset']})"
+    name = summary["method"] + summary.get("scoring", "")
+    title = f"{name} on {summary['dataset']} (preset {summary['preset']})"
     t = Table(title=title)
     comps, refs = _extra_columns(summary)
     # without published numbers of the method itself, its published/diff columns are left out
