@@ -46,23 +46,6 @@ def class_name(names: list[str] | None, c: int) -> str:
     return names[c] if names and 0 <= c < len(names) else str(c)
 
 
-def component_scores(det: Detector, data, batch_size: int = 256) -> dict[str, np.ndarray]:
-    """The method's named alternative scores (``score_components``) of every image."""
-    import torch
-
-    from reconad.inputs import resize_uint8
-
-    images = resize_uint8(data.images, tuple(det.input_shape_[1:]))
-    det.method_.eval()
-    out: dict[str, list[np.ndarray]] = {}
-    with torch.no_grad():
-        for i in range(0, len(images), batch_size):
-            x = torch.from_numpy(images[i : i + batch_size]).float() / 255.0
-            for k, v in det.method_.score_components(x).items():
-                out.setdefault(k, []).append(v.detach().float().cpu().numpy())
-    return {k: np.concatenate(v) for k, v in out.items()}
-
-
 def run_one_class(
     dataset: str,
     train,
@@ -96,7 +79,8 @@ def run_one_class(
     det.fit(split.train, validation=split.val)
     t_fit = time.perf_counter() - t0
     t0 = time.perf_counter()
-    scores = det.score_samples(split.test)
+    scored = det.explain(split.test, n=0, maps=False)  # scores and components, one pass
+    scores = scored["scores"]
     t_score = time.perf_counter() - t0
     labels = split.test_anomalous.astype(int)
     m = image_metrics(labels, scores)
@@ -104,8 +88,7 @@ def run_one_class(
     cfg = det.to_config()
     # AUROC of each alternative score the method offers (e.g. DDR-ID's latent and image)
     components = {
-        k: 100 * image_metrics(labels, v)["auroc"]
-        for k, v in component_scores(det, split.test).items()
+        k: 100 * image_metrics(labels, v)["auroc"] for k, v in scored["components"].items()
     }
     return {
         "dataset": dataset,

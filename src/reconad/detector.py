@@ -199,21 +199,27 @@ class Detector:
         return to_imageset(X, size=tuple(self.input_shape_[1:]))
 
     def _run(
-        self, images: np.ndarray, maps: bool = True, extras: int = 0, views: Any = None
+        self,
+        images: np.ndarray,
+        maps: bool = True,
+        extras: int = 0,
+        views: Any = None,
+        components: bool = False,
     ) -> dict[str, Any]:
-        """Score uint8 images in batches; keep maps and the first ``extras`` images' extras.
+        """Score uint8 images in batches; keep maps, the first ``extras`` images' extras and,
+        with ``components``, the method's alternative scores (``ScoreOutput.components``).
 
         With a fitted score fusion (``scoring_``) the scores are its fused views; given
         ``views`` (a fusion about to be fitted), the raw views are returned instead.
         """
         self.method_.eval()
         fusion = views if views is not None else getattr(self, "scoring_", None)
-        scores, amaps, kept, raw = [], [], {}, {}
+        scores, amaps, kept, raw, comps = [], [], {}, {}, {}
         with torch.no_grad():
             for i in range(0, len(images), self.score_batch_size):
                 x = torch.from_numpy(images[i : i + self.score_batch_size]).float() / 255.0
                 out = None
-                if fusion is None or maps or i < extras or "native" in fusion.views:
+                if fusion is None or maps or components or i < extras or "native" in fusion.views:
                     out = self.method_.score(x)
                 if fusion is not None:
                     native = None if out is None else out.image_score
@@ -228,6 +234,9 @@ class Detector:
                 if i < extras:
                     for k, v in out.extras.items():
                         kept.setdefault(k, []).append(v[: extras - i].detach().float().cpu())
+                if components:
+                    for k, v in out.components.items():
+                        comps.setdefault(k, []).append(v.detach().float().cpu().numpy())
         raw = {k: np.concatenate(v) for k, v in raw.items()}
         if views is not None:
             return raw
@@ -237,6 +246,7 @@ class Detector:
             "scores": np.concatenate(scores),
             "maps": np.concatenate(amaps) if amaps else None,
             "extras": {k: torch.cat(v).numpy() for k, v in kept.items()},
+            "components": {k: np.concatenate(v) for k, v in comps.items()},
         }
 
     def _finite(self, s: np.ndarray, start: int) -> np.ndarray:
@@ -275,11 +285,14 @@ class Detector:
             )
         return (self.score_samples(X) > t).astype(np.int64)
 
-    def explain(self, X: ImageInput, n: int | None = None) -> dict[str, Any]:
-        """Scores, maps and the method's named intermediate images (extras) of ``n`` images."""
+    def explain(self, X: ImageInput, n: int | None = None, maps: bool = True) -> dict[str, Any]:
+        """Scores, maps (unless ``maps=False``), the method's alternative scores
+        (``components``) and its named intermediate images (extras) of ``n`` images, in one
+        scoring pass."""
         data = self._as_set(X)
         images = self._prepare(data)
-        out = self._run(images, maps=True, extras=len(images) if n is None else n)
+        n = len(images) if n is None else n
+        out = self._run(images, maps=maps, extras=n, components=True)
         out["orig_sizes"] = data.orig_sizes
         out["paths"] = data.paths
         return out

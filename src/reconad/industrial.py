@@ -157,6 +157,10 @@ def evaluate_industrial(
     rss = peak_rss_mb()
     t0 = time.perf_counter()
     res = industrial_metrics(test, ex["scores"], maps, detector.threshold_, pixel_threshold)
+    labels = test.is_anomalous.astype(int)
+    comps = ex.get("components") or {}  # AUROC of each alternative image score, if any
+    if comps:
+        res["components"] = {k: _pct(image_metrics(labels, v)["auroc"]) for k, v in comps.items()}
     res.update(score_seconds=round(t_score, 2), metric_seconds=round(time.perf_counter() - t0, 2))
     res["peak_rss_mb_scoring"] = round(rss, 1)
     return res
@@ -272,9 +276,6 @@ def _run_seed(
     pixel_threshold = _pixel_threshold(det, val, settings["target_fpr"])
     res = evaluate_industrial(det, test, pixel_threshold)
     rss = res.pop("peak_rss_mb_scoring")
-    components = _component_aurocs(det, test)
-    if components:  # AUROC of each alternative image score the method offers
-        res["components"] = components
     cfg = det.to_config()
     return {
         "dataset": settings["dataset"],
@@ -295,14 +296,6 @@ def _run_seed(
         "versions": versions(),
         "git_commit": git_commit(),
     }
-
-
-def _component_aurocs(det: Detector, test: ImageSet) -> dict[str, float]:
-    from reconad.benchmark import component_scores
-
-    labels = test.is_anomalous.astype(int)
-    comps = component_scores(det, test)
-    return {k: 100 * image_metrics(labels, v)["auroc"] for k, v in comps.items()}
 
 
 def collect_industrial(out_dir: str | Path) -> list[dict[str, Any]]:

@@ -37,11 +37,14 @@ class ScoreOutput:
         anomaly_map: ``(B, 1, H, W)`` float at the model's input size, or None.
         extras: named intermediate images, each ``(B, C, H, W)`` (restorations, residuals...),
             so that a report can show why an image was flagged.
+        components: named alternative image scores, each ``(B,)`` (e.g. DDR-ID's latent and
+            image scores), computed in the same pass so a benchmark reports them for free.
     """
 
     image_score: Tensor
     anomaly_map: Tensor | None = None
     extras: dict[str, Tensor] = field(default_factory=dict)
+    components: dict[str, Tensor] = field(default_factory=dict)
 
 
 @dataclass
@@ -138,8 +141,8 @@ class Method(nn.Module):
 
     def score_components(self, x: Tensor) -> dict[str, Tensor]:
         """Named alternative image scores ``(B,)`` that a benchmark reports beside the main
-        one (e.g. DDR-ID's latent and image scores). Default: none."""
-        return {}
+        one: the ``components`` of :meth:`score` (a method sets them there, in one pass)."""
+        return self.score(x).components
 
     # ---- helpers --------------------------------------------------------------------
     @classmethod

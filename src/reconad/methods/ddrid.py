@@ -335,18 +335,15 @@ class DDRID(Method):
     def score(self, x: Tensor) -> ScoreOutput:
         s_lat, s_img, amap, x_n = self._raw(x)
         x_r = self._to_image(self.dec_r(self.enc_r(self.prep(x))), x, shift=False)
+        parts = self._standardised(s_lat, s_img)
         return ScoreOutput(
-            image_score=self._standardised(s_lat, s_img)[self.config.score],
+            image_score=parts[self.config.score],
             anomaly_map=amap,
             # in image space; x_r is signed, its magnitude is shown so that a grid can draw it
             extras={"input": x, "x_n": x_n, "x_r": x_r.abs(), "residual": amap},
+            # S_lat and S_img, each standardised on held-out normals
+            components={"latent": parts["latent"], "image": parts["image"]},
         )
-
-    def score_components(self, x: Tensor) -> dict[str, Tensor]:
-        """S_lat ("latent") and S_img ("image"), each standardised on held-out normals."""
-        s_lat, s_img, _, _ = self._raw(x)
-        parts = self._standardised(s_lat, s_img)
-        return {"latent": parts["latent"], "image": parts["image"]}
 
     def reconstruct(self, x: Tensor) -> Tensor:
         """The normal-class component x_n, in image space (GCN undone with ``gcn``)."""

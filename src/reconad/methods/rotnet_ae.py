@@ -322,15 +322,12 @@ class RotNetAE(Method):
             amap = amap + mse_map(x, a["final"]) / self.view_std[0, views.index("mse")].float()
         if "ssim" in views:
             amap = amap + ssim_map(x, a["final"]) / self.view_std[0, views.index("ssim")].float()
+        logits, labels = self.rotation_logits(x)
+        rot = F.cross_entropy(logits, labels, reduction="none").view(4, -1).mean(0)
         return ScoreOutput(
             image_score=self._fused(a["v_final"], 0),
             anomaly_map=amap,
             extras={"input": x, "coarse": a["coarse"], "refined": a["final"], "error": amap},
+            # the multi-view score without refinement, and RotNet's score
+            components={"coarse": self._fused(a["v_coarse"], 1), "rotation": rot},
         )
-
-    def score_components(self, x: Tensor) -> dict[str, Tensor]:
-        """``coarse``: the multi-view score without refinement; ``rotation``: RotNet's score."""
-        a = self._all(x)
-        logits, labels = self.rotation_logits(x)
-        rot = F.cross_entropy(logits, labels, reduction="none").view(4, -1).mean(0)
-        return {"coarse": self._fused(a["v_coarse"], 1), "rotation": rot}

@@ -292,15 +292,12 @@ class UTAD(Method):
             image_score=smoothed_max(parts["map"], sigma),
             anomaly_map=parts["map"],
             extras={"input": x, **parts},
+            # alternative image scores: the map's mean, and mean r(x, x_hat) alone
+            components={
+                "map_mean": parts["map"].flatten(1).mean(1),
+                "recon_ssim": residual(x, parts["reconstruction"]).flatten(1).mean(1),
+            },
         )
-
-    def score_components(self, x: Tensor) -> dict[str, Tensor]:
-        """Alternative image scores: the map's mean, and mean r(x, x_hat) alone."""
-        parts = self._explain(x)
-        return {
-            "map_mean": parts["map"].flatten(1).mean(1),
-            "recon_ssim": residual(x, parts["reconstruction"]).flatten(1).mean(1),
-        }
 
 
 __all__ = ["UTAD", "UTADConfig"]
