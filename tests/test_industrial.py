@@ -153,6 +153,17 @@ def test_protocol_writes_a_record_per_seed_and_resumes(category, tmp_path):
         run_industrial(str(category), "pca", [2], out, size=16)
 
 
+def test_saved_models_reload_and_score_as_in_the_run(category, tmp_path):
+    keep = tmp_path / "models"
+    recs = run_industrial(
+        str(category), "pca", [0], tmp_path / "out", size=14, log=lambda m: None, save_models=keep
+    )
+    det = Detector.load(keep / "seed0")
+    test = read_mvtec(category, "test", size=(14, 14), channels=1)
+    res = evaluate_industrial(det, test)
+    assert res["auroc"] == pytest.approx(recs[0]["auroc"])
+
+
 def test_a_method_without_maps_gets_blank_pixel_columns(category, tmp_path):
     recs = run_industrial(str(category), "iforest", [0], tmp_path, size=12, log=lambda m: None)
     assert recs[0]["pixel_auroc"] is None and recs[0]["aupro"] is None

@@ -377,6 +377,10 @@ def benchmark(
         str,
         typer.Option(help="Adversarial: auto (ART when installed), art, or torch (built in)."),
     ] = "auto",
+    save_models: Annotated[
+        Path | None,
+        typer.Option(help="Industrial: keep each seed's fitted model in DIR/seedN (for predict)."),
+    ] = None,
     set_: SetOpt = None,
     progress: ProgressOpt = True,
 ) -> None:
@@ -420,7 +424,10 @@ def benchmark(
             epochs_scale=epochs_scale,
             progress=progress,
             hparams={**_parse_set(set_), **(scoring if tag else {})},
+            save_models=save_models,
         )
+    if save_models is not None:
+        _fail("--save-models applies to the industrial protocol only")
     from reconad.benchmark import (
         collect_records,
         render_table,

@@ -201,8 +201,12 @@ def run_industrial(
     progress: bool = True,
     hparams: dict[str, Any] | None = None,
     log=print,
+    save_models: str | Path | None = None,
 ) -> list[dict[str, Any]]:
     """Run (or resume) the industrial protocol for one method; returns each seed's record.
+
+    ``save_models``: a folder to keep each seed's fitted detector in (``seed{N}/``, loadable
+    with ``Detector.load`` / ``reconad predict --model``), e.g. to draw heat-map grids later.
 
     Raises:
         DataError: the category is missing or unusable.
@@ -243,7 +247,8 @@ def run_industrial(
             train = read_mvtec(path, "train", size=(side, side), channels=channels)
             test = read_mvtec(path, "test", size=(side, side), channels=train.channels)
         log(f"{name}/{method} seed {seed}: training at {side}x{side}")
-        rec = _run_seed(train, test, settings, seed, progress)
+        save_to = Path(save_models) / f"seed{seed}" if save_models else None
+        rec = _run_seed(train, test, settings, seed, progress, save_to)
         rec["category_path"] = str(path)
         write_json(out_dir / f"seed{seed}.json", rec)
         log(
@@ -255,7 +260,12 @@ def run_industrial(
 
 
 def _run_seed(
-    train: ImageSet, test: ImageSet, settings: dict[str, Any], seed: int, progress: bool
+    train: ImageSet,
+    test: ImageSet,
+    settings: dict[str, Any],
+    seed: int,
+    progress: bool,
+    save_to: Path | None = None,
 ) -> dict[str, Any]:
     fit, val = holdout_split(train, settings["val_fraction"], seed)
     per_seed_peak = reset_peak_rss()
@@ -273,6 +283,8 @@ def _run_seed(
     t0 = time.perf_counter()
     det.fit(fit, validation=val)
     t_fit = time.perf_counter() - t0
+    if save_to is not None:
+        det.save(save_to)
     pixel_threshold = _pixel_threshold(det, val, settings["target_fpr"])
     res = evaluate_industrial(det, test, pixel_threshold)
     rss = res.pop("peak_rss_mb_scoring")
