@@ -1,0 +1,54 @@
+"""One markdown table across methods from the industrial protocol's summaries.
+
+Reads every ``<results>/<method>/summary.json`` written by ``reconad benchmark --dataset
+magnetic-tile --method M`` and prints, per method, mean +- std over its seeds of image AUROC,
+pixel AUROC, AUPRO, the image AUROC per defect type, fit and scoring wall time and peak
+memory, with the number of seeds (a method run on fewer seeds than the others says so).
+
+    python benchmarks/industrial_table.py [benchmarks/results/magnetic-tile]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def _cell(rows: dict, key: str, digits: int = 1) -> str:
+    r = rows.get(key)
+    if r is None or r["mean"] is None:
+        return "-"
+    if r["n_seeds"] < 2:
+        return f"{r['mean']:.{digits}f}"
+    return f"{r['mean']:.{digits}f} ± {r['std']:.{digits}f}"
+
+
+def table(folder: Path) -> str:
+    """The markdown table for every method folder under ``folder``."""
+    summaries = sorted(folder.glob("*/summary.json"))
+    if not summaries:
+        raise SystemExit(f"no */summary.json under {folder}")
+    types: list[str] = []
+    loaded = []
+    for p in summaries:
+        rows = {r["metric"]: r for r in json.loads(p.read_text())["rows"]}
+        loaded.append((p.parent.name, rows))
+        types += [k[6:-1] for k in rows if k.startswith("auroc[") and k[6:-1] not in types]
+    head = ["method", "seeds", "image AUROC", "pixel AUROC", "AUPRO (0.3)"]
+    head += [f"{t}" for t in types] + ["fit s", "score s", "peak RSS GB"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, rows in loaded:
+        n = max((r["n_seeds"] for r in rows.values()), default=0)
+        rss = rows.get("peak_rss_mb")
+        rss_cell = "-" if rss is None or rss["mean"] is None else f"{rss['mean'] / 1024:.1f}"
+        cells = [name, str(n)]
+        cells += [_cell(rows, k) for k in ("auroc", "pixel_auroc", "aupro")]
+        cells += [_cell(rows, f"auroc[{t}]") for t in types]
+        cells += [_cell(rows, "fit_seconds", 0), _cell(rows, "score_seconds"), rss_cell]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(table(Path(sys.argv[1] if len(sys.argv) > 1 else "benchmarks/results/magnetic-tile")))
