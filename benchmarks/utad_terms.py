@@ -4,9 +4,11 @@ UTAD's map is ``e = max(0, r(x, x_hat) + r(x, mean m_hat) - Var - r(x_hat, m))``
 scores an MVTec-style test set with a saved detector (``reconad benchmark ... --save-models``
 or ``reconad fit``) and reports, for each term alone, for the map, and for two simpler
 residuals the same networks give (the impression's own residual ``r(x, m)``, as a plain SSIM
-autoencoder would score, and ``r(x, x_hat)``), the image AUROC (max of the smoothed map and
-mean of the map), the pixel AUROC and AUPRO at each mask's own size. Test labels are read only
-by the metrics; nothing here feeds back into a model.
+autoencoder would score, and ``r(x, x_hat)``), and for the map under the official script's
+arithmetic (``var_weight=255``, ``ssim_range=2``, ``match_range``: same weights, scoring only),
+the image AUROC (max of the smoothed map and mean of the map), the pixel AUROC and AUPRO at
+each mask's own size. Test labels are read only by the metrics; nothing here feeds back into
+a model, and no variant is chosen on these numbers.
 
     python benchmarks/utad_terms.py --model /path/to/models/seed0 \
         --data ../shared/data/magnetic-tile [--json out.json]
@@ -27,6 +29,29 @@ from reconad.data.folders import read_mvtec
 from reconad.detector import Detector, resize_maps
 from reconad.industrial import industrial_metrics
 from reconad.methods.utad.losses import residual, smoothed_max, to_gray
+
+#: scoring variants of the official script's arithmetic (UTADConfig fields), same weights
+VARIANTS = {
+    "var_weight=255": {"var_weight": 255.0},
+    "ssim_range=2": {"ssim_range": 2.0},
+    "match_range": {"match_range": True},
+    "all three": {"var_weight": 255.0, "ssim_range": 2.0, "match_range": True},
+}
+
+
+def variant_maps(method, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The map under each scoring variant (the config is restored afterwards)."""
+    out, cfg = {}, method.config
+    for name, kw in VARIANTS.items():
+        old = {k: getattr(cfg, k) for k in kw}
+        try:
+            for k, v in kw.items():
+                setattr(cfg, k, v)
+            out[f"map ({name})"] = method._explain(x)["map"]
+        finally:
+            for k, v in old.items():
+                setattr(cfg, k, v)
+    return out
 
 
 def term_maps(method, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -56,6 +81,7 @@ def main() -> None:
     ap.add_argument("--data", required=True, help="an MVTec-style category folder")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--json", default=None, help="write the table here as JSON")
+    ap.add_argument("--no-variants", action="store_true", help="skip the scoring variants")
     a = ap.parse_args()
     det = Detector.load(a.model)
     method = det.method_.eval()
@@ -67,7 +93,10 @@ def main() -> None:
     with torch.no_grad():
         for i in range(0, len(x_all), a.batch):
             x = torch.from_numpy(x_all[i : i + a.batch]).float() / 255.0
-            for k, v in term_maps(method, x).items():
+            terms = term_maps(method, x)
+            if not a.no_variants:
+                terms.update(variant_maps(method, x))
+            for k, v in terms.items():
                 maps.setdefault(k, []).append(v[:, 0].numpy())
     t_score = time.perf_counter() - t0
     sigma = method.config.score_sigma * min(h, w) / 256.0

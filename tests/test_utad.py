@@ -11,7 +11,7 @@ from reconad.methods.utad import UTAD
 from reconad.methods.utad.discriminators import MultiScaleDiscriminator
 from reconad.methods.utad.expert_net import ExpertNet
 from reconad.methods.utad.ie_net import IENet
-from reconad.methods.utad.losses import anomaly_map, residual, smoothed_max
+from reconad.methods.utad.losses import anomaly_map, match_range, residual, smoothed_max
 from reconad.training import TrainConfig, stage_epochs, train
 from tests.conftest import shared
 
@@ -123,6 +123,42 @@ def test_anomaly_map_formula_on_hand_made_images():
     assert anomaly_map(rgb, rgb, rgb, rgb[None], rgb[None]).shape == (2, 1, 32, 32)
 
 
+def test_official_arithmetic_options_change_the_map_as_stated():
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(2, 1, 32, 32, generator=g)
+    naive = (1 - x)[None]
+    samples = torch.stack([torch.zeros_like(x), torch.full_like(x, 0.02)])  # variance 1e-4
+    base = anomaly_map(x, x, x, naive, samples)
+    heavy = anomaly_map(x, x, x, naive, samples, var_weight=255.0)
+    torch.testing.assert_close(heavy, (base + 1e-4 - 255.0 * 1e-4).clamp_min(0))
+    # A larger SSIM data range means larger constants: smaller residuals, never larger.
+    dark = 0.1 * x
+    wide, narrow = residual(dark, 0.1 * (1 - x), max_val=2.0), residual(dark, 0.1 * (1 - x))
+    assert (wide <= narrow + 1e-6).all() and wide.mean() < narrow.mean()
+    # Range matching maps each image and channel linearly onto the reference's [min, max].
+    img = torch.rand(2, 3, 8, 8, generator=g) * 0.5 + 0.2
+    ref = torch.rand(2, 3, 8, 8, generator=g)
+    out = match_range(img, ref)
+    torch.testing.assert_close(out.amin((-2, -1)), ref.amin((-2, -1)))
+    torch.testing.assert_close(out.amax((-2, -1)), ref.amax((-2, -1)))
+    flat = match_range(torch.full((1, 1, 4, 4), 0.3), ref[:1, :1])  # constant: no NaN
+    assert torch.isfinite(flat).all()
+
+
+def test_scoring_options_leave_the_networks_and_reach_the_map():
+    x = torch.rand(2, 1, 64, 64, generator=torch.Generator().manual_seed(2))
+    plain = _utad().eval()
+    with torch.no_grad():
+        ref = plain.score(x)
+        for kw in ({"var_weight": 255.0}, {"ssim_range": 2.0}, {"match_range": True}):
+            m = _utad(**kw).eval()
+            m.load_state_dict(plain.state_dict())  # same weights: only the scoring differs
+            out = m.score(x)
+            assert out.anomaly_map.shape == ref.anomaly_map.shape, kw
+            assert not torch.allclose(out.anomaly_map, ref.anomaly_map), kw
+            assert (out.anomaly_map >= 0).all(), kw
+
+
 def test_image_score_is_the_max_of_the_smoothed_map():
     amap = torch.zeros(2, 1, 32, 32)
     amap[0, 0, 10, 10] = 1.0
@@ -219,6 +255,10 @@ def test_bad_configurations_are_clear_errors():
         _utad(n_samples=0)
     with pytest.raises(ValueError, match="w_gan"):
         _utad(w_gan=-1.0)
+    with pytest.raises(ValueError, match="var_weight"):
+        _utad(var_weight=-1.0)
+    with pytest.raises(ValueError, match="ssim_range"):
+        _utad(ssim_range=0.0)
     with pytest.raises(ValueError, match="ie_epochs"):
         _utad(ie_epochs=0)
     with pytest.raises(ValueError, match="filter"):

@@ -57,6 +57,10 @@ class UTADConfig:
     # inference
     n_samples: int = 10
     score_sigma: float = 4.0
+    # scoring variants of the official script's arithmetic (docs/methods.md); off = ours
+    var_weight: float = 1.0  # 255: its uint8 residuals against a variance of 0-255 images
+    ssim_range: float = 1.0  # 2: scikit-image's old data range for float images
+    match_range: bool = False  # rescale generated images onto the reference's range
     preset: str = "paper"
 
 

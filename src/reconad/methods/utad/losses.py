@@ -56,10 +56,26 @@ def ssim_window(side: int, window: int = 11) -> int:
     return max(3, min(window, limit))
 
 
-def residual(a: Tensor, b: Tensor, window: int = 11) -> Tensor:
-    """r(a, b) = 1 - SSIM map of the gray images, clipped to [0, 1]: ``(B, 1, H, W)``."""
+def residual(a: Tensor, b: Tensor, window: int = 11, max_val: float = 1.0) -> Tensor:
+    """r(a, b) = 1 - SSIM map of the gray images, clipped to [0, 1]: ``(B, 1, H, W)``.
+
+    ``max_val`` is SSIM's data range (its constants grow with its square): 1 for [0, 1]
+    images; 2 reproduces scikit-image's old default for float images, which the official
+    script relied on (larger constants damp residuals in flat, dark regions).
+    """
     w = ssim_window(min(a.shape[-2:]), window)
-    return (1.0 - ssim(to_gray(a), to_gray(b), w)).clamp(0.0, 1.0)
+    return (1.0 - ssim(to_gray(a), to_gray(b), w, max_val=max_val)).clamp(0.0, 1.0)
+
+
+def match_range(img: Tensor, ref: Tensor, eps: float = 1e-6) -> Tensor:
+    """Rescale each image and channel of ``img`` linearly onto ``ref``'s [min, max].
+
+    The official post-processing does this to every generated image before SSIM
+    (reconstructions onto the impression's range, naive impressions onto the input's).
+    """
+    lo, hi = img.amin((-2, -1), keepdim=True), img.amax((-2, -1), keepdim=True)
+    r_lo, r_hi = ref.amin((-2, -1), keepdim=True), ref.amax((-2, -1), keepdim=True)
+    return (img - lo) / (hi - lo).clamp_min(eps) * (r_hi - r_lo) + r_lo
 
 
 def anomaly_map(
@@ -69,6 +85,8 @@ def anomaly_map(
     naive_impressions: Tensor,
     recon_samples: Tensor,
     window: int = 11,
+    var_weight: float = 1.0,
+    max_val: float = 1.0,
 ) -> Tensor:
     """UTAD's map e = max(0, r(x, x_hat) + r(x, mean m_hat) - Var - r(x_hat, m)).
 
@@ -77,6 +95,9 @@ def anomaly_map(
         naive_impressions: ``(K, B, C, H, W)``, impression decoder(content(x), s_k).
         recon_samples: ``(K, B, C, H, W)``, image decoders whose per-pixel variance (of the
             gray images) is subtracted; K = 1 gives zero variance.
+        window, max_val: the SSIM window and data range (see :func:`residual`).
+        var_weight: the variance's weight against the residuals (1: all terms in [0, 1]
+            intensity units; 255: the official script's uint8 arithmetic).
 
     Returns:
         ``(B, 1, H, W)``, non-negative.
@@ -85,10 +106,10 @@ def anomaly_map(
     gray = to_gray(recon_samples.flatten(0, 1)).unflatten(0, (k, b))
     var = gray.var(0, unbiased=False)
     e = (
-        residual(x, reconstruction, window)
-        + residual(x, naive_impressions.mean(0), window)
-        - var
-        - residual(reconstruction, impression, window)
+        residual(x, reconstruction, window, max_val)
+        + residual(x, naive_impressions.mean(0), window, max_val)
+        - var_weight * var
+        - residual(reconstruction, impression, window, max_val)
     )
     return e.clamp_min(0.0)
 
@@ -107,6 +128,7 @@ __all__ = [
     "kl_to_standard_normal",
     "lsgan_d",
     "lsgan_g",
+    "match_range",
     "mi_jsd",
     "residual",
     "smoothed_max",

@@ -28,7 +28,12 @@ Our reading [reconstructed]:
   scores are deterministic and do not depend on the batch.
 * Image score: maximum of the map smoothed by a Gaussian of ``score_sigma`` pixels at
   256 x 256 (scaled with the input side). Residuals are clipped to [0, 1] and all terms
-  are in [0, 1] intensity units (the official script mixes 0-255 and 0-1 scales).
+  are in [0, 1] intensity units. The official script's own arithmetic differs in three
+  ways, each an option (off by default; measured in docs/methods.md): uint8 residuals
+  against a variance of 0-255 images (``var_weight=255``), scikit-image's old data range
+  of 2 for float SSIM (``ssim_range=2``), and every generated image min-max rescaled onto
+  its reference's range before SSIM (``match_range``). Its variance loop does not run as
+  published, so none of the three is demonstrably the authors' setting.
 * The MI terms (unpublished training code): Deep InfoMax critics on (reparameterised
   global code, 2x2-pooled latent), Jensen-Shannon estimator, negatives by rolling the batch;
   encoder and critics both minimise it. The KL is averaged over code dimensions. The KL
@@ -63,6 +68,7 @@ from reconad.methods.utad.losses import (
     kl_to_standard_normal,
     lsgan_d,
     lsgan_g,
+    match_range,
     mi_jsd,
     residual,
     smoothed_max,
@@ -101,6 +107,8 @@ class UTAD(Method):
             )
         if c.augment not in AUGMENTS:
             raise ValueError(f"augment must be one of {AUGMENTS}; got {c.augment!r}")
+        if c.ssim_range <= 0:
+            raise ValueError(f"ssim_range must be > 0; got {c.ssim_range}")
         if c.n_samples < 1:
             raise ValueError(f"n_samples (random detail codes) must be >= 1; got {c.n_samples}")
         for key in ("ie_epochs", "expert_epochs", "ie_batch_size", "expert_batch_size"):
@@ -118,6 +126,7 @@ class UTAD(Method):
             "w_recon_content",
             "w_paired",
             "score_sigma",
+            "var_weight",
         ):
             if getattr(c, key) < 0:
                 raise ValueError(f"{key} must be >= 0; got {getattr(c, key)}")
@@ -270,14 +279,24 @@ class UTAD(Method):
         xi = _to_pm1(x)
         c_m = e.impression.content(_to_pm1(m))
         c_x = e.image.content(xi)
-        x_hat = _to_01(e.image.decode(c_m, e.image.detail(xi)))
+        c = self.config
+        fit = match_range if c.match_range else (lambda img, ref: img)
+        x_hat = fit(_to_01(e.image.decode(c_m, e.image.detail(xi))), m)
         naive, samples = [], []
         for code in self.detail_codes:
             s = code.expand(len(x), -1)
-            naive.append(_to_01(e.impression.decode(c_x, s)))
-            samples.append(_to_01(e.image.decode(c_m, s)))
+            naive.append(fit(_to_01(e.impression.decode(c_x, s)), x))
+            samples.append(fit(_to_01(e.image.decode(c_m, s)), m))
         naive_t = torch.stack(naive)
-        amap = anomaly_map(x, m, x_hat, naive_t, torch.stack(samples))
+        amap = anomaly_map(
+            x,
+            m,
+            x_hat,
+            naive_t,
+            torch.stack(samples),
+            var_weight=c.var_weight,
+            max_val=c.ssim_range,
+        )
         return {
             "impression": m,
             "reconstruction": x_hat,
@@ -295,7 +314,9 @@ class UTAD(Method):
             # alternative image scores: the map's mean, and mean r(x, x_hat) alone
             components={
                 "map_mean": parts["map"].flatten(1).mean(1),
-                "recon_ssim": residual(x, parts["reconstruction"]).flatten(1).mean(1),
+                "recon_ssim": residual(x, parts["reconstruction"], max_val=self.config.ssim_range)
+                .flatten(1)
+                .mean(1),
             },
         )
 
