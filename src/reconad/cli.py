@@ -382,6 +382,9 @@ def benchmark(
         typer.Option(help="Industrial: keep each seed's fitted model in DIR/seedN (for predict)."),
     ] = None,
     set_: SetOpt = None,
+    accelerator: Annotated[
+        str, typer.Option(help="cpu, cuda or auto: where training and scoring run.")
+    ] = "cpu",
     progress: ProgressOpt = True,
 ) -> None:
     """One-class protocol: each class in turn is normal; AUROC per class, with the published
@@ -425,6 +428,7 @@ def benchmark(
             progress=progress,
             hparams={**_parse_set(set_), **(scoring if tag else {})},
             save_models=save_models,
+            accelerator=accelerator,
         )
     if save_models is not None:
         _fail("--save-models applies to the industrial protocol only")
@@ -465,6 +469,7 @@ def benchmark(
             hparams=_parse_set(set_),
             scoring=scoring,
             log=_log,
+            accelerator=accelerator,
         )
     except (DataError, ValueError, KeyError) as e:
         _fail(str(e))

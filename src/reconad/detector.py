@@ -154,7 +154,8 @@ class Detector:
         if val is not None and len(val):
             val_images = self._prepare(val)
             with torch.no_grad():
-                self.method_.calibrate(torch.from_numpy(val_images).float() / 255.0)
+                normals = torch.from_numpy(val_images).to(self.method_.device)
+                self.method_.calibrate(normals.float() / 255.0)
             if fusion is not None:  # fitted on the held-out normals only
                 self.scoring_ = fusion.fit(self._run(val_images, maps=False, views=fusion))
             self.val_scores_ = self._run(val_images, maps=False)["scores"]
@@ -213,11 +214,13 @@ class Detector:
         ``views`` (a fusion about to be fitted), the raw views are returned instead.
         """
         self.method_.eval()
+        device = self.method_.device  # the training accelerator: score where the model is
         fusion = views if views is not None else getattr(self, "scoring_", None)
         scores, amaps, kept, raw, comps = [], [], {}, {}, {}
         with torch.no_grad():
             for i in range(0, len(images), self.score_batch_size):
-                x = torch.from_numpy(images[i : i + self.score_batch_size]).float() / 255.0
+                x = torch.from_numpy(images[i : i + self.score_batch_size]).to(device)
+                x = x.float() / 255.0
                 out = None
                 if fusion is None or maps or components or i < extras or "native" in fusion.views:
                     out = self.method_.score(x)

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from reconad.benchmark import git_commit, peak_rss_mb
+from reconad.benchmark import git_commit, hardware, peak_rss_mb
 from reconad.calibration import threshold_at_fpr
 from reconad.data.folders import read_mvtec
 from reconad.data.imageset import DataError, ImageSet
@@ -202,6 +202,7 @@ def run_industrial(
     hparams: dict[str, Any] | None = None,
     log=print,
     save_models: str | Path | None = None,
+    accelerator: str = "cpu",
 ) -> list[dict[str, Any]]:
     """Run (or resume) the industrial protocol for one method; returns each seed's record.
 
@@ -248,7 +249,7 @@ def run_industrial(
             test = read_mvtec(path, "test", size=(side, side), channels=train.channels)
         log(f"{name}/{method} seed {seed}: training at {side}x{side}")
         save_to = Path(save_models) / f"seed{seed}" if save_models else None
-        rec = _run_seed(train, test, settings, seed, progress, save_to)
+        rec = _run_seed(train, test, settings, seed, progress, save_to, accelerator)
         rec["category_path"] = str(path)
         write_json(out_dir / f"seed{seed}.json", rec)
         log(
@@ -266,6 +267,7 @@ def _run_seed(
     seed: int,
     progress: bool,
     save_to: Path | None = None,
+    accelerator: str = "cpu",
 ) -> dict[str, Any]:
     fit, val = holdout_split(train, settings["val_fraction"], seed)
     per_seed_peak = reset_peak_rss()
@@ -278,6 +280,7 @@ def _run_seed(
         seed=seed,
         progress=progress,
         epochs_scale=settings["epochs_scale"],
+        accelerator=accelerator,
         **settings["hparams"],
     )
     t0 = time.perf_counter()
@@ -305,6 +308,7 @@ def _run_seed(
         "settings": settings,
         "hparams": cfg["hparams"],
         "input": cfg["input"],
+        "hardware": hardware(accelerator),
         "versions": versions(),
         "git_commit": git_commit(),
     }

@@ -192,7 +192,7 @@ def difficulty(x: Tensor, name: str) -> Tensor:
     fns = {"entropy": gray_entropy, "bpp": bits_per_pixel, "gradient": mean_gradient}
     if name not in fns:
         raise ValueError(f"unknown difficulty {name!r}; choose from {list(fns)}")
-    return fns[name](x).cpu()
+    return fns[name](x.detach().cpu()).cpu()  # histogram/PNG measures run on the CPU
 
 
 # ---- views --------------------------------------------------------------------------------

@@ -105,6 +105,15 @@ class Method(nn.Module):
         self.channels = int(channels)
         self.image_size = (int(image_size[0]), int(image_size[1]))
 
+    @property
+    def device(self) -> torch.device:
+        """Where the method's tensors live (the training accelerator after ``fit``)."""
+        for t in self.parameters():
+            return t.device
+        for t in self.buffers():
+            return t.device
+        return torch.device("cpu")
+
     # ---- training -------------------------------------------------------------------
     def stages(self) -> list[Stage]:
         """The training stages, in order. Empty for closed-form (classical) methods."""
