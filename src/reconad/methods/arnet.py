@@ -16,6 +16,9 @@ attributes come out wrong, so the restoration error is large.
   S(x) = mean over the 4 rotations r of mean |x - G(erase_r(x))|.
 * Options (off by default): ``normalize_rotations`` divides each rotation's error by its
   mean on held-out normal images (the public ITAE code does this with training images).
+  Whatever the option, ``score`` also returns each rotation's own error (``rot0`` ...
+  ``rot270``) and the normalised score (``rot_normalized``) as components, so one run
+  reports all of them.
 
 Our reading [reconstructed]:
 * Sigmoid output (data in [0, 1]); graying by ITU-R 601 luma (kornia); ``hflip="auto"``
@@ -133,6 +136,9 @@ class ARNet(Method):
         self.rotations = (0, 1, 2, 3) if "rotate" in config.erase else (0,)
         self.net = UNet(1 if self.gray else channels, channels, tuple(config.widths))
         self.register_buffer("rotation_scale", torch.ones(len(self.rotations)))
+        # Each rotation's mean error on held-out normals, always measured by calibrate():
+        # the normalised score is then reported as a component even when it is not the score.
+        self.register_buffer("rotation_mean", torch.ones(len(self.rotations)))
 
     @property
     def flips(self) -> bool:
@@ -187,21 +193,29 @@ class ARNet(Method):
         return self.net.encode(self.erase(x, 0))[-1].mean((2, 3))
 
     def calibrate(self, normals: Tensor) -> None:
-        """With ``normalize_rotations``: each rotation's mean error on held-out normals."""
-        if not self.config.normalize_rotations:
-            return
-        sums = torch.zeros(len(self.rotations))
+        """Each rotation's mean error on held-out normals; it divides the errors in the
+        score with ``normalize_rotations``, and in the ``rot_normalized`` component always."""
+        sums = torch.zeros(len(self.rotations), dtype=torch.float64)
         for i in range(0, len(normals), 256):
             maps, _, _ = self._errors(normals[i : i + 256])
-            sums += maps.flatten(2).mean(2).sum(1).cpu()
-        self.rotation_scale = (sums / len(normals)).clamp_min(1e-12)
+            sums += maps.flatten(2).mean(2).sum(1).double().cpu()
+        mean = (sums / max(1, len(normals))).clamp_min(1e-12).to(self.rotation_mean)
+        self.rotation_mean.copy_(mean)
+        if self.config.normalize_rotations:
+            self.rotation_scale.copy_(mean)
 
     def score(self, x: Tensor) -> ScoreOutput:
         maps, erased, restored = self._errors(x)
+        per_rotation = maps.flatten(2).mean(2)  # (R, B): each view's own image error
         maps = maps / self.rotation_scale.view(-1, 1, 1, 1, 1).to(maps)
         amap = maps.mean(0)
+        components = {f"rot{90 * r}": per_rotation[i] for i, r in enumerate(self.rotations)}
+        if len(self.rotations) > 1:
+            scale = self.rotation_mean.view(-1, 1).to(per_rotation)
+            components["rot_normalized"] = (per_rotation / scale).mean(0)
         return ScoreOutput(
             image_score=amap.flatten(1).mean(1),
             anomaly_map=amap,
             extras={"input": x, "erased": erased, "restoration": restored, "error": amap},
+            components=components,
         )
