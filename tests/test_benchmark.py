@@ -55,11 +55,19 @@ def test_summary_puts_published_numbers_beside_ours(tmp_path):
     assert s["mean"] == pytest.approx((98.5 + 91.0) / 2)
     # Seed means are 94.0 and 95.5: their spread is the mean's std over seeds.
     assert s["mean_std_over_seeds"] == pytest.approx(0.75)
-    assert s["published_mean"] == 98.3 and "ARNet" in s["published_source"]
+    # Two of ten classes: the published mean beside ours is over the same two classes.
+    assert s["published_mean"] == pytest.approx((98.6 + 93.6) / 2)
+    assert s["diff_mean"] == pytest.approx(s["mean"] - (98.6 + 93.6) / 2)
+    assert "ARNet" in s["published_source"]
     write_summary(s, tmp_path)
     assert json.loads((tmp_path / "summary.json").read_text())["mean"] == s["mean"]
     assert (tmp_path / "summary.csv").read_text().splitlines()[-1].startswith("mean,")
     assert render_table(s).row_count == 3
+
+
+def test_summary_of_every_class_shows_the_papers_own_mean():
+    s = summarize([_rec(c, 0, 95.0) for c in range(10)])
+    assert s["published_mean"] == 98.3
 
 
 def test_summary_without_published_numbers():
