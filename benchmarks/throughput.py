@@ -6,6 +6,10 @@ image counted by torch's FlopCounterMode, and the FLOP/s achieved as a share of 
 float32 matrix product timed in the same run (the machine's practical peak).
 
     python benchmarks/throughput.py --method arnet --size 32 --channels 1
+    python benchmarks/throughput.py --method arnet --size 32 --channels 3 --device cuda
+
+On a GPU the peak is a float32 product with TF32 allowed (what cuDNN convolutions use by
+default) and every timing waits for the device to finish.
 """
 
 from __future__ import annotations
@@ -20,29 +24,38 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from reconad.methods import get_method
 
+DEVICE = torch.device("cpu")
+
 
 def matmul_flops(n: int = 2048, repeats: int = 5) -> float:
     """FLOP/s of an n x n float32 matrix product (2 n^3 FLOPs), best of ``repeats``."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+    a, b = torch.randn(n, n, device=DEVICE), torch.randn(n, n, device=DEVICE)
     a @ b  # warm-up
     best = min(_timed(lambda: a @ b) for _ in range(repeats))
     return 2 * n**3 / best
 
 
 def _timed(fn) -> float:
+    _sync()
     t0 = time.perf_counter()
     fn()
+    _sync()
     return time.perf_counter() - t0
+
+
+def _sync() -> None:
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
 
 
 def measure(method: str, preset: str, channels: int, size: int, batches: int) -> dict:
     cls = get_method(method)
     cfg = cls.make_config(preset)
     torch.manual_seed(0)
-    m = cls(cfg, channels, (size, size))
+    m = cls(cfg, channels, (size, size)).to(DEVICE)
     stage = m.stages()[0]
     bs = stage.batch_size
-    x = torch.rand(bs, channels, size, size)
+    x = torch.rand(bs, channels, size, size, device=DEVICE)
     opt = torch.optim.Adam(m.parameters(), lr=1e-4)
 
     def step():
@@ -58,7 +71,7 @@ def measure(method: str, preset: str, channels: int, size: int, batches: int) ->
     t_train = min(_timed(step) for _ in range(batches))
 
     m.eval()
-    xs = torch.rand(256, channels, size, size)
+    xs = torch.rand(256, channels, size, size, device=DEVICE)
     with torch.no_grad():
         with FlopCounterMode(display=False) as fc:
             m.score(xs[:bs])
@@ -84,14 +97,25 @@ def main() -> None:
     ap.add_argument("--channels", type=int, default=1)
     ap.add_argument("--size", type=int, default=32)
     ap.add_argument("--batches", type=int, default=6, help="timed repeats (best is kept)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--matmul-size", type=int, default=None, help="default 2048 CPU, 8192 GPU")
     args = ap.parse_args()
+    global DEVICE
+    DEVICE = torch.device(args.device)
+    if DEVICE.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
     cls = get_method(args.method)
     presets = args.presets.split(",") if args.presets else list(cls.presets)
-    peak = matmul_flops()
+    peak = matmul_flops(args.matmul_size or (8192 if DEVICE.type == "cuda" else 2048))
+    where = (
+        torch.cuda.get_device_name(DEVICE)
+        if DEVICE.type == "cuda"
+        else f"CPU, {torch.get_num_threads()} threads"
+    )
     rows = [measure(args.method, p, args.channels, args.size, args.batches) for p in presets]
     t = Table(
-        title=f"{args.method}, {args.channels}x{args.size}x{args.size}, "
-        f"{torch.get_num_threads()} threads; matmul peak {peak / 1e9:.1f} GFLOP/s"
+        title=f"{args.method}, {args.channels}x{args.size}x{args.size}, {where}; "
+        f"matmul peak {peak / 1e9:.1f} GFLOP/s"
     )
     for col in (
         "preset",
