@@ -99,6 +99,30 @@ def test_rotation_normalisation_uses_held_out_normals():
     off = _arnet(1).eval()
     off.calibrate(normals)
     assert torch.equal(off.rotation_scale, torch.ones(4))
+    # The normalised score is still measured (as a component) when it is not the score.
+    torch.testing.assert_close(off.rotation_mean, m.rotation_mean)
+
+
+def test_components_are_each_rotations_error_and_the_normalised_score():
+    m = _arnet(1).eval()
+    normals, x = torch.rand(20, 1, 32, 32), torch.rand(3, 1, 32, 32)
+    with torch.no_grad():
+        m.calibrate(normals)
+        out = m.score(x)
+        views = [
+            (x - m.net(torch.rot90(x, r, dims=(2, 3)))).abs().flatten(1).mean(1) for r in range(4)
+        ]
+    assert set(out.components) == {"rot0", "rot90", "rot180", "rot270", "rot_normalized"}
+    for r, v in enumerate(views):
+        torch.testing.assert_close(out.components[f"rot{90 * r}"], v, rtol=1e-5, atol=1e-7)
+    normalised = torch.stack([v / m.rotation_mean[r] for r, v in enumerate(views)]).mean(0)
+    torch.testing.assert_close(out.components["rot_normalized"], normalised, rtol=1e-5, atol=1e-7)
+    # With normalize_rotations the score itself is the normalised one.
+    on = _arnet(1, normalize_rotations=True).eval()
+    on.load_state_dict(m.state_dict())
+    with torch.no_grad():
+        on.calibrate(normals)
+        torch.testing.assert_close(on.score(x).image_score, normalised, rtol=1e-5, atol=1e-7)
 
 
 def test_bad_configurations_are_clear_errors():
