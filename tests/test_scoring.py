@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -214,3 +215,68 @@ def test_cli_rejects_bad_scoring_before_training(tmp_path):
         app, ["benchmark", "--dataset", "fmnist", "--difficulty", "jpeg", "--out", str(tmp_path)]
     )
     assert r.exit_code == 2 and "difficulty" in r.output
+
+
+def test_score_variant_reuses_the_trained_network(mnist_small):
+    """One fit, several scoring options: each variant equals a detector fitted with it."""
+    train, val, test = _mnist(mnist_small)
+    plain = Detector("ae", progress=False, epochs=1).fit(train, validation=val)
+    fused = Detector(
+        "ae", progress=False, epochs=1, score="multiview", difficulty="entropy",
+        difficulty_mode="subtract",
+    ).fit(train, validation=val)  # fmt: skip
+    variant = plain.score_variant(test, val, "multiview", "entropy", "subtract")
+    np.testing.assert_allclose(variant, fused.score_samples(test), rtol=1e-6, atol=1e-9)
+    # ... and the native variant of the fused detector is the plain detector's score,
+    # while the fused detector keeps scoring as before.
+    np.testing.assert_allclose(
+        fused.score_variant(test, val), plain.score_samples(test), rtol=1e-6, atol=1e-9
+    )
+    np.testing.assert_allclose(fused.score_samples(test), variant, rtol=1e-6, atol=1e-9)
+    with pytest.raises(ValueError, match="reconstruct"):
+        Detector("pca").fit(train, validation=val).score_variant(test, val, "multiview")
+
+
+@pytest.mark.parametrize(
+    "tag, parsed",
+    [
+        ("native", ("native", "none", "divide")),
+        ("multiview", ("multiview", "none", "divide")),
+        ("+multiview+entropy", ("multiview", "entropy", "divide")),
+        ("multiview+entropy-subtract", ("multiview", "entropy", "subtract")),
+        ("bpp-subtract", ("native", "bpp", "subtract")),
+    ],
+)
+def test_parse_variant_inverts_variant_name(tag, parsed):
+    from reconad.scoring import parse_variant, variant_name
+
+    assert parse_variant(tag) == parsed
+    assert parse_variant(variant_name(*parsed) or "native") == parsed
+
+
+@pytest.mark.parametrize("tag", ["jpeg", "multiview+entropy+bpp", "multiview+sharpness"])
+def test_parse_variant_rejects_unknown_tags(tag):
+    from reconad.scoring import parse_variant
+
+    with pytest.raises(ValueError, match="scoring variant"):
+        parse_variant(tag)
+
+
+def test_benchmark_reports_scoring_variants_of_one_fit(tmp_path):
+    from tests.conftest import shared
+
+    r = CliRunner().invoke(
+        app, ["benchmark", "--dataset", "mnist", "--method", "pca", "--classes", "1",
+              "--data-root", str(shared("mnist").parent), "--out", str(tmp_path),
+              "--no-progress", "--also-score", "native,entropy-subtract"],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    rec = json.loads((tmp_path / "class1_seed0.json").read_text())
+    assert rec["components"]["+native"] == pytest.approx(rec["auroc"])
+    assert rec["components"]["+entropy-subtract"] != pytest.approx(rec["auroc"])
+    assert 0 <= rec["components"]["+entropy-subtract"] <= 100
+    assert "+entropy-subtract" in r.output  # a column of the printed table
+    r = CliRunner().invoke(
+        app, ["benchmark", "--dataset", "mnist", "--also-score", "jpeg", "--out", str(tmp_path)]
+    )
+    assert r.exit_code == 2 and "scoring variant" in r.output

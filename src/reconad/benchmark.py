@@ -22,6 +22,7 @@ from reconad.data.protocol import one_class_split
 from reconad.detector import Detector, versions
 from reconad.metrics import image_metrics
 from reconad.reference import published_auroc, published_source
+from reconad.scoring import parse_variant, variant_name
 from reconad.serialize import write_json
 
 
@@ -71,11 +72,15 @@ def run_one_class(
     hparams: dict[str, Any] | None = None,
     scoring: dict[str, str] | None = None,
     accelerator: str = "cpu",
+    also_score: list[str] | tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Fit on one normal class, score the whole test split, return the result record.
 
     ``scoring`` holds the Detector's ``score``, ``difficulty`` and ``difficulty_mode``;
-    ``accelerator`` (cpu, cuda, auto) is where training and scoring run.
+    ``accelerator`` (cpu, cuda, auto) is where training and scoring run; ``also_score``
+    names further scoring variants (e.g. ``multiview+entropy-subtract``, see
+    :func:`reconad.scoring.parse_variant`) fitted on the same held-out normals and reported
+    as components named ``+VARIANT``, from the same trained network.
     """
     split = one_class_split(train, test, normal, val_fraction=val_fraction, seed=seed)
     det = Detector(
@@ -104,6 +109,12 @@ def run_one_class(
     components = {
         k: 100 * image_metrics(labels, v)["auroc"] for k, v in scored["components"].items()
     }
+    for tag in also_score:
+        score, difficulty, mode = parse_variant(tag)
+        v = det.score_variant(split.test, split.val, score, difficulty, mode)
+        components[variant_name(score, difficulty, mode) or "+native"] = (
+            100 * image_metrics(labels, v)["auroc"]
+        )
     return {
         "dataset": dataset,
         "method": method,
@@ -153,6 +164,7 @@ def run_protocol(
     scoring: dict[str, str] | None = None,
     log=print,
     accelerator: str = "cpu",
+    also_score: list[str] | tuple[str, ...] = (),
 ) -> list[dict[str, Any]]:
     """Run (or resume) the one-class protocol; returns every (class, seed) record."""
     from reconad.data.datasets import load_dataset
@@ -186,6 +198,7 @@ def run_protocol(
                 hparams=hparams,
                 scoring=scoring,
                 accelerator=accelerator,
+                also_score=also_score,
             )
             write_json(path, rec)
             log(

@@ -385,6 +385,14 @@ def benchmark(
     accelerator: Annotated[
         str, typer.Option(help="cpu, cuda or auto: where training and scoring run.")
     ] = "cpu",
+    also_score: Annotated[
+        str | None,
+        typer.Option(
+            help="One-class: further scoring variants of the same trained network, fitted on "
+            "the same held-out normals and reported as columns, e.g. "
+            "native,multiview,multiview+entropy,multiview+entropy-subtract."
+        ),
+    ] = None,
     progress: ProgressOpt = True,
 ) -> None:
     """One-class protocol: each class in turn is normal; AUROC per class, with the published
@@ -414,6 +422,8 @@ def benchmark(
     scoring = _scoring(method, score, difficulty, difficulty_mode)
     tag = variant_name(score, difficulty, difficulty_mode)
     if is_industrial(dataset):
+        if also_score:
+            _fail("--also-score applies to the one-class protocol only")
         return _benchmark_industrial(
             dataset,
             method,
@@ -454,6 +464,15 @@ def benchmark(
         _fail(str(e))
     name = method + (f"-{preset}" if preset else "") + tag
     out = out or Path("benchmarks/results") / key / name
+    variants = [v for v in (also_score or "").split(",") if v.strip()]
+    try:
+        from reconad.methods import get_method as _get
+        from reconad.scoring import check_options, parse_variant
+
+        for v in variants:
+            check_options(_get(method), *parse_variant(v))
+    except (ValueError, KeyError) as e:
+        _fail(str(e))
     try:
         records = run_protocol(
             key,
@@ -470,6 +489,7 @@ def benchmark(
             scoring=scoring,
             log=_log,
             accelerator=accelerator,
+            also_score=variants,
         )
     except (DataError, ValueError, KeyError) as e:
         _fail(str(e))

@@ -288,6 +288,35 @@ class Detector:
             )
         return (self.score_samples(X) > t).astype(np.int64)
 
+    def score_variant(
+        self,
+        X: ImageInput,
+        validation: ImageInput,
+        score: str = "native",
+        difficulty: str = "none",
+        difficulty_mode: str = "divide",
+    ) -> np.ndarray:
+        """Image scores of X under another scoring option, fitted on ``validation`` (held-out
+        normal images) with the trained network as it is: an ablation of scoring options
+        needs one training run, not one per option. The detector itself is left unchanged.
+
+        Raises:
+            ValueError: for unknown options, or multi-view scoring of a method that cannot
+                reconstruct.
+        """
+        self._check_fitted()
+        check_scoring(type(self.method_), score, difficulty, difficulty_mode)
+        fusion = make_fusion(score, difficulty, difficulty_mode)
+        images = self._prepare(self._as_set(X))
+        if fusion is None:  # the method's own score, without this detector's fusion
+            fitted, self.scoring_ = getattr(self, "scoring_", None), None
+            try:
+                return self._run(images, maps=False)["scores"]
+            finally:
+                self.scoring_ = fitted
+        fusion.fit(self._run(self._prepare(self._as_set(validation)), maps=False, views=fusion))
+        return self._finite(fusion.transform(self._run(images, maps=False, views=fusion)), 0)
+
     def explain(self, X: ImageInput, n: int | None = None, maps: bool = True) -> dict[str, Any]:
         """Scores, maps (unless ``maps=False``), the method's alternative scores
         (``components``) and its named intermediate images (extras) of ``n`` images, in one

@@ -69,6 +69,7 @@ __all__ = [
     "mse_map",
     "ssim_map",
     "ssim_window",
+    "parse_variant",
     "variant_name",
 ]
 
@@ -366,6 +367,31 @@ def make_fusion(score: str, difficulty_name: str, mode: str) -> ScoreFusion | No
     if score == "native" and difficulty_name == "none":
         return None
     return ScoreFusion(MULTIVIEW if score == "multiview" else ("native",), difficulty_name, mode)
+
+
+def parse_variant(tag: str) -> tuple[str, str, str]:
+    """The inverse of :func:`variant_name`: ``"multiview+entropy-subtract"`` (a leading
+    ``+`` is optional; ``native`` is the plain score) -> (score, difficulty, mode).
+
+    Raises:
+        ValueError: for a tag that names an unknown score or difficulty.
+    """
+    parts = [p for p in tag.strip().strip("+").split("+") if p]
+    score, difficulty_name, mode = "native", "none", "divide"
+    if parts and parts[0] in SCORES:
+        score = parts.pop(0)
+    if parts:
+        difficulty_name = parts.pop(0)
+        if difficulty_name.endswith("-subtract"):
+            difficulty_name, mode = difficulty_name[: -len("-subtract")], "subtract"
+        elif difficulty_name.endswith("-divide"):
+            difficulty_name = difficulty_name[: -len("-divide")]
+    if parts or difficulty_name not in DIFFICULTIES:
+        raise ValueError(
+            f"cannot read scoring variant {tag!r}: expected SCORE[+DIFFICULTY[-subtract]] with "
+            f"SCORE in {SCORES} and DIFFICULTY in {DIFFICULTIES}, e.g. multiview+entropy-subtract"
+        )
+    return score, difficulty_name, mode
 
 
 def variant_name(score: str, difficulty_name: str, mode: str) -> str:
