@@ -1,7 +1,8 @@
 """One markdown table across methods from the industrial protocol's summaries.
 
 Reads every ``<results>/<method>/summary.json`` written by ``reconad benchmark --dataset
-magnetic-tile --method M`` and prints, per method, mean +- std over its seeds of image AUROC,
+magnetic-tile --method M`` and prints, per method, its input side, mean +- std over its seeds
+of image AUROC,
 pixel AUROC, AUPRO, the image AUROC per defect type, fit and scoring wall time and peak
 memory, with the number of seeds (a method run on fewer seeds than the others says so).
 
@@ -33,16 +34,18 @@ def table(folder: Path) -> str:
     loaded = []
     for p in summaries:
         rows = {r["metric"]: r for r in json.loads(p.read_text())["rows"]}
-        loaded.append((p.parent.name, rows))
+        seeds = sorted(p.parent.glob("seed*.json"))
+        size = json.loads(seeds[0].read_text())["settings"]["size"] if seeds else None
+        loaded.append((p.parent.name, size, rows))
         types += [k[6:-1] for k in rows if k.startswith("auroc[") and k[6:-1] not in types]
-    head = ["method", "seeds", "image AUROC", "pixel AUROC", "AUPRO (0.3)"]
+    head = ["method", "input", "seeds", "image AUROC", "pixel AUROC", "AUPRO (0.3)"]
     head += [f"{t}" for t in types] + ["fit s", "score s", "peak RSS GB"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for name, rows in loaded:
+    for name, size, rows in loaded:
         n = max((r["n_seeds"] for r in rows.values()), default=0)
         rss = rows.get("peak_rss_mb")
         rss_cell = "-" if rss is None or rss["mean"] is None else f"{rss['mean'] / 1024:.1f}"
-        cells = [name, str(n)]
+        cells = [name, f"{size}x{size}" if size else "-", str(n)]
         cells += [_cell(rows, k) for k in ("auroc", "pixel_auroc", "aupro")]
         cells += [_cell(rows, f"auroc[{t}]") for t in types]
         cells += [_cell(rows, "fit_seconds", 0), _cell(rows, "score_seconds"), rss_cell]
