@@ -2,9 +2,8 @@
 
 Reads every ``<results>/<method>/summary.json`` written by ``reconad benchmark --dataset
 magnetic-tile --method M`` and prints, per method, its input side, mean +- std over its seeds
-of image AUROC,
-pixel AUROC, AUPRO, the image AUROC per defect type, fit and scoring wall time and peak
-memory, with the number of seeds (a method run on fewer seeds than the others says so).
+of image AUROC, pixel AUROC, AUPRO, the image AUROC per defect type, fit and scoring wall time
+and peak memory, with the number of seeds (a method run on fewer seeds than the others says so).
 
     python benchmarks/industrial_table.py [benchmarks/results/magnetic-tile]
 """

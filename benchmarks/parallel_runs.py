@@ -1,13 +1,14 @@
 """Run many one-class protocol jobs side by side, one process per (class, seed), under a deadline.
 
-Small networks leave a GPU mostly idle between kernel launches, so several training
-processes on one GPU finish a protocol several times faster than one process walking the
-classes in turn. Each job is one ``reconad benchmark`` call for one class and one seed, so a
+Measured on one H200 (docs/methods.md, ARNet): processes sharing a GPU are time-sliced, not
+overlapped, so more workers than one or two buy little there; the script's use is the
+deadline and the bookkeeping (and CPU machines with cores to spare). Each job is one
+``reconad benchmark`` call for one class and one seed, so a
 job either writes its result file or nothing; a job killed at the deadline is simply run
 again next time (the benchmark skips finished files). Sweeps are taken in the order given,
 seed by seed, so the first finished seeds cover every class.
 
-    python benchmarks/parallel_runs.py --workers 10 --launch-until 400 --stop-at 480 \\
+    python benchmarks/parallel_runs.py --workers 2 --launch-until 400 --stop-at 480 \\
         --sweep cifar10:arnet:paper:0-9:0-2 --sweep mnist:arnet:paper:0-9:0 \\
         -- --accelerator cuda --data-root .gpudata --no-progress
 

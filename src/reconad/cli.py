@@ -464,15 +464,14 @@ def benchmark(
         _fail(str(e))
     name = method + (f"-{preset}" if preset else "") + tag
     out = out or Path("benchmarks/results") / key / name
-    variants = [v for v in (also_score or "").split(",") if v.strip()]
-    try:
-        from reconad.methods import get_method as _get
-        from reconad.scoring import check_options, parse_variant
+    from reconad.scoring import parse_variant
 
-        for v in variants:
-            check_options(_get(method), *parse_variant(v))
-    except (ValueError, KeyError) as e:
-        _fail(str(e))
+    variants = [v for v in (also_score or "").split(",") if v.strip()]
+    for v in variants:  # validated before any training is spent, as --score is
+        try:
+            _scoring(method, *parse_variant(v))
+        except ValueError as e:
+            _fail(str(e))
     try:
         records = run_protocol(
             key,

@@ -206,16 +206,18 @@ class Detector:
         extras: int = 0,
         views: Any = None,
         components: bool = False,
+        fused: bool = True,
     ) -> dict[str, Any]:
         """Score uint8 images in batches; keep maps, the first ``extras`` images' extras and,
         with ``components``, the method's alternative scores (``ScoreOutput.components``).
 
         With a fitted score fusion (``scoring_``) the scores are its fused views; given
-        ``views`` (a fusion about to be fitted), the raw views are returned instead.
+        ``views`` (a fusion about to be fitted), the raw views are returned instead; with
+        ``fused=False``, the method's own scores, whatever fusion is fitted.
         """
         self.method_.eval()
         device = self.method_.device  # the training accelerator: score where the model is
-        fusion = views if views is not None else getattr(self, "scoring_", None)
+        fusion = views if views is not None else getattr(self, "scoring_", None) if fused else None
         scores, amaps, kept, raw, comps = [], [], {}, {}, {}
         with torch.no_grad():
             for i in range(0, len(images), self.score_batch_size):
@@ -309,11 +311,7 @@ class Detector:
         fusion = make_fusion(score, difficulty, difficulty_mode)
         images = self._prepare(self._as_set(X))
         if fusion is None:  # the method's own score, without this detector's fusion
-            fitted, self.scoring_ = getattr(self, "scoring_", None), None
-            try:
-                return self._run(images, maps=False)["scores"]
-            finally:
-                self.scoring_ = fitted
+            return self._run(images, maps=False, fused=False)["scores"]
         fusion.fit(self._run(self._prepare(self._as_set(validation)), maps=False, views=fusion))
         return self._finite(fusion.transform(self._run(images, maps=False, views=fusion)), 0)
 
