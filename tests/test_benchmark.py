@@ -30,6 +30,23 @@ def test_protocol_writes_one_record_per_class_and_seed_and_resumes(tmp_path, mon
     assert [r["auroc"] for r in again] == [r["auroc"] for r in recs]
 
 
+def test_protocol_keeps_the_fitted_models_it_scored_with(tmp_path):
+    from reconad.data.datasets import load_dataset
+    from reconad.detector import Detector
+    from reconad.metrics import image_metrics
+
+    root = shared("mnist").parent
+    (rec,) = run_protocol(
+        "mnist", "pca", [3], [1], tmp_path / "res", root=root, progress=False,
+        log=lambda *a: None, save_models=tmp_path / "models",
+    )  # fmt: skip
+    det = Detector.load(tmp_path / "models" / "class3_seed1")
+    test = load_dataset("mnist", "test", root=root)
+    auroc = 100 * image_metrics((test.labels != 3).astype(int), det.score_samples(test))["auroc"]
+    assert auroc == pytest.approx(rec["auroc"], abs=1e-6)
+    assert det.threshold_ == pytest.approx(rec["calibrated"]["threshold"])
+
+
 def _rec(c, seed, auroc):
     return {
         "dataset": "mnist",

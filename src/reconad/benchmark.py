@@ -73,6 +73,7 @@ def run_one_class(
     scoring: dict[str, str] | None = None,
     accelerator: str = "cpu",
     also_score: list[str] | tuple[str, ...] = (),
+    save_to: str | Path | None = None,
 ) -> dict[str, Any]:
     """Fit on one normal class, score the whole test split, return the result record.
 
@@ -80,7 +81,9 @@ def run_one_class(
     ``accelerator`` (cpu, cuda, auto) is where training and scoring run; ``also_score``
     names further scoring variants (e.g. ``multiview+entropy-subtract``, see
     :func:`reconad.scoring.parse_variant`) fitted on the same held-out normals and reported
-    as components named ``+VARIANT``, from the same trained network.
+    as components named ``+VARIANT``, from the same trained network. ``save_to``: a folder
+    to keep the fitted detector in (loadable with ``Detector.load``), for later analyses
+    without retraining.
     """
     split = one_class_split(train, test, normal, val_fraction=val_fraction, seed=seed)
     det = Detector(
@@ -97,6 +100,8 @@ def run_one_class(
     t0 = time.perf_counter()
     det.fit(split.train, validation=split.val)
     t_fit = time.perf_counter() - t0
+    if save_to is not None:
+        det.save(save_to)
     t0 = time.perf_counter()
     scored = det.explain(split.test, n=0, maps=False)  # scores and components, one pass
     scores = scored["scores"]
@@ -165,8 +170,12 @@ def run_protocol(
     log=print,
     accelerator: str = "cpu",
     also_score: list[str] | tuple[str, ...] = (),
+    save_models: str | Path | None = None,
 ) -> list[dict[str, Any]]:
-    """Run (or resume) the one-class protocol; returns every (class, seed) record."""
+    """Run (or resume) the one-class protocol; returns every (class, seed) record.
+
+    ``save_models``: a folder to keep each fitted detector in, as ``class{C}_seed{S}/``.
+    """
     from reconad.data.datasets import load_dataset
 
     out_dir = Path(out_dir)
@@ -199,6 +208,7 @@ def run_protocol(
                 scoring=scoring,
                 accelerator=accelerator,
                 also_score=also_score,
+                save_to=Path(save_models) / path.stem if save_models else None,
             )
             write_json(path, rec)
             log(

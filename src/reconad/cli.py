@@ -379,7 +379,10 @@ def benchmark(
     ] = "auto",
     save_models: Annotated[
         Path | None,
-        typer.Option(help="Industrial: keep each seed's fitted model in DIR/seedN (for predict)."),
+        typer.Option(
+            help="Keep each fitted model (for predict and later analyses): DIR/seedN "
+            "(industrial) or DIR/classC_seedS (one-class)."
+        ),
     ] = None,
     set_: SetOpt = None,
     accelerator: Annotated[
@@ -409,6 +412,8 @@ def benchmark(
     minus held-out normals, image AUROC (also per defect type), pixel AUROC and AUPRO at each
     mask's own resolution, wall times and peak memory; one JSON per seed, resumable."""
     if protocol == "adversarial":
+        if save_models is not None:
+            _fail("--save-models: the adversarial protocol keeps its detectors in OUT/detectors")
         return _benchmark_adversarial(
             dataset, method, classes, seeds, preset, data_root, out, epochs_scale, progress,
             _parse_set(set_), attacks, epsilons, pgd_steps, fit_on, classifier_epochs,
@@ -440,8 +445,6 @@ def benchmark(
             save_models=save_models,
             accelerator=accelerator,
         )
-    if save_models is not None:
-        _fail("--save-models applies to the industrial protocol only")
     from reconad.benchmark import (
         collect_records,
         render_table,
@@ -489,6 +492,7 @@ def benchmark(
             log=_log,
             accelerator=accelerator,
             also_score=variants,
+            save_models=save_models,
         )
     except (DataError, ValueError, KeyError) as e:
         _fail(str(e))
