@@ -49,6 +49,12 @@ def test_rotnet_stage_learns_rotations_of_real_digits(mnist_test):
         logits, labels = m.rotation_logits(held_out)
     acc = (logits.argmax(1) == labels).float().mean().item()
     assert acc > 0.7 and acc > before + 0.3, (before, acc)  # chance is 0.25
+    # the score, one rotation at a time, is the four copies' mean cross-entropy per image
+    with torch.no_grad():
+        ce = torch.nn.functional.cross_entropy(logits, labels, reduction="none")
+        per_image = m.rotation_score(held_out)
+    torch.testing.assert_close(per_image, ce.view(4, -1).mean(0), rtol=1e-5, atol=1e-6)
+    assert per_image.shape == (100,)
 
 
 def test_encoder_is_frozen_while_the_decoder_and_refinement_train(mnist_test):
