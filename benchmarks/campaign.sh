@@ -18,12 +18,15 @@ MT="$B --dataset magnetic-tile --size 128"
 NOGAN="--set image_gan=false --set mutual_info=false --set expert_gan=false"
 fresh_ae() {
   # The first fmnist/ae run predates --also-score: its class files lack the variants, and
-  # the benchmark would skip them. Re-run it (the old files stay in git history).
-  local f=benchmarks/results/$1/ae/class0_seed0.json
-  if [[ -f $f ]] && ! grep -q '"+multiview"' "$f"; then
-    echo "re-running $1/ae with the scoring variants"
-    rm -f benchmarks/results/"$1"/ae/class*_seed0.json
-  fi
+  # the benchmark would skip them. Remove each such file (git history keeps them) so that
+  # the run re-makes it with the variants; files that have them are kept (a partial re-run).
+  local f
+  for f in benchmarks/results/"$1"/ae/class*_seed0.json; do
+    if [[ -f $f ]] && ! grep -q '"+multiview"' "$f"; then
+      echo "re-running $f with the scoring variants"
+      rm -f "$f"
+    fi
+  done
 }
 QUEUE=(
   # issue 7: the industrial table (UTAD ~45 min a seed, rotnet_ae ~40 min a seed)
