@@ -197,8 +197,9 @@ def main() -> None:
         )
         con.print(summary_table(title, per_class))
     if args.json:
-        out = {"args": vars(args), **per_class[c]} if len(per_class) == 1 else {}
-        if len(per_class) > 1:
+        if len(per_class) == 1:  # one class: the same layout as before --normal took a range
+            out = {"args": vars(args), **next(iter(per_class.values()))}
+        else:
             out = {"args": vars(args), "classes": {str(k): v for k, v in per_class.items()}}
         write_json(args.json, out)
 

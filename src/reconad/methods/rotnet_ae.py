@@ -311,6 +311,7 @@ class RotNetAE(Method):
             "final": x_f,
             "v_final": self._views(x, x_f, rot),
             "v_coarse": self._views(x, x_c, rot),
+            "rot": rot,
         }
 
     def calibrate(self, normals: Tensor) -> None:
@@ -333,7 +334,7 @@ class RotNetAE(Method):
             amap = amap + mse_map(x, a["final"]) / self.view_std[0, views.index("mse")].float()
         if "ssim" in views:
             amap = amap + ssim_map(x, a["final"]) / self.view_std[0, views.index("ssim")].float()
-        rot = self.rotation_score(x)
+        rot = a["rot"] if a["rot"] is not None else self.rotation_score(x)  # once per batch
         return ScoreOutput(
             image_score=self._fused(a["v_final"], 0),
             anomaly_map=amap,
