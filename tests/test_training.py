@@ -163,3 +163,32 @@ def test_ddp_on_two_cpu_processes_trains_a_working_model(tmp_path, mnist_small):
     assert len(cfg["training"]["history"]) == 20
     det = Detector.load(out)
     assert image_auroc(anomalous, det.score_samples(test)) > 0.85, cfg["training"]["history"][-1]
+
+
+def test_stage_frozen_target_is_computed_once_and_paired_with_each_batch():
+    """A stage's ``frozen_target`` runs once per image; batches carry (x, target) in order."""
+    from reconad.methods.base import Stage
+
+    calls: list[int] = []
+    seen: list[torch.Tensor] = []
+    base = type(_ae())
+
+    class Paired(base):
+        def stages(self):
+            groups = super().stages()[0].groups
+            return [Stage("s", 3, groups, batch_size=16, frozen_target=self.target)]
+
+        def target(self, x):
+            calls.append(len(x))
+            return 1.0 - x  # a frozen function of the input that the step can check
+
+        def training_step(self, batch, stage):
+            seen.append(batch.detach().clone())
+            return super().training_step(batch[:, :1], stage)
+
+    m = Paired(base.make_config(epochs=3), 1, (32, 32))
+    train(m, _images(40), TrainConfig(progress=False))
+    assert sum(calls) == 40
+    assert len(seen) == 3 * (40 // 16)
+    for b in seen:
+        assert b.shape[1] == 2 and torch.allclose(b[:, 1:], 1.0 - b[:, :1])

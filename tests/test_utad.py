@@ -315,3 +315,32 @@ def test_predict_grid_overlays_the_map_on_the_input(tmp_path):
     without = Image.open(tmp_path / "plain" / "a_grid.png").size
     assert with_overlay[0] > without[0]  # one more column: the map over the input
     assert (tmp_path / "maps" / "a_heatmap.png").exists()
+
+
+def test_expert_step_on_a_paired_batch_equals_computing_the_impression():
+    m = _utad()
+    x = torch.rand(4, 1, 64, 64)
+    _step(m, "impression", x)
+    paired = torch.cat([x, m._frozen_impression(x)], dim=1)
+    torch.manual_seed(3)
+    inline = m.training_step(x, "expert")
+    torch.manual_seed(3)
+    cached = m.training_step(paired, "expert")
+    assert set(inline) == set(cached) == {"gen", "dis"}
+    for k in inline:
+        assert torch.allclose(inline[k], cached[k], rtol=1e-5), k
+
+
+def test_training_computes_the_impressions_once_per_expert_stage(monkeypatch):
+    images = (np.random.default_rng(0).random((12, 1, 64, 64)) * 255).astype(np.uint8)
+    calls: list[int] = []
+    original = UTAD._frozen_impression
+
+    def counting(self, x):
+        calls.append(len(x))
+        return original(self, x)
+
+    monkeypatch.setattr(UTAD, "_frozen_impression", counting)
+    m = _utad(image_gan=False, mutual_info=False, expert_gan=False, ie_epochs=1, expert_epochs=3)
+    train(m, images, TrainConfig(progress=False))
+    assert sum(calls) == len(images)  # once per image, not once per image and epoch

@@ -158,7 +158,8 @@ def train(
                 for name, opt in optimizers.items():
                     opt.load_state_dict(done["optimizers"][name])
             wrapped = {n: fabric.setup_optimizers(o) for n, o in optimizers.items()}
-            loader = _loader(data, stage.batch_size, cfg, fabric)
+            targets = _frozen_targets(stage, data)
+            loader = _loader(data, stage.batch_size, cfg, fabric, targets)
             if first == 0:
                 method.on_stage_start(stage.name, _float_batches(loader))
             task = bar.add_task(stage.name, total=(epochs - first) * len(loader)) if bar else None
@@ -199,6 +200,8 @@ def _run_epoch(model, stage, optimizers, loader, si, epoch, seed, fabric, bar, t
     loss_sum = 0.0
     for batch in loader:
         x = batch[0].float().div_(255.0)
+        if len(batch) > 1:  # the stage's frozen targets, computed once at its start
+            x = torch.cat([x, batch[1]], dim=1)
         out = model.training_step(x, stage.name)
         losses = out if isinstance(out, dict) else {next(iter(stage.groups)): out}
         for opt in optimizers.values():
@@ -227,11 +230,30 @@ def _run_epoch(model, stage, optimizers, loader, si, epoch, seed, fabric, bar, t
     return loss_sum
 
 
-def _loader(data: torch.Tensor, batch_size: int, cfg: TrainConfig, fabric: Fabric) -> DataLoader:
+def _frozen_targets(stage: Stage, data: torch.Tensor, chunk: int = 64) -> torch.Tensor | None:
+    """``stage.frozen_target`` of every training image, in chunks, without gradients."""
+    if stage.frozen_target is None:
+        return None
+    with torch.no_grad():
+        parts = [
+            stage.frozen_target(data[i : i + chunk].float() / 255.0).float()
+            for i in range(0, len(data), chunk)
+        ]
+    return torch.cat(parts).contiguous()
+
+
+def _loader(
+    data: torch.Tensor,
+    batch_size: int,
+    cfg: TrainConfig,
+    fabric: Fabric,
+    targets: torch.Tensor | None = None,
+) -> DataLoader:
     gen = torch.Generator()
     bs = min(batch_size, len(data))
+    tensors = (data,) if targets is None else (data, targets)
     loader = DataLoader(
-        TensorDataset(data),
+        TensorDataset(*tensors),
         batch_size=bs,
         shuffle=True,
         generator=gen,

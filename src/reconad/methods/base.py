@@ -20,7 +20,7 @@ kept in buffers, so ``state_dict`` holds all of it and safetensors can store it.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -73,12 +73,19 @@ class OptimGroup:
 
 @dataclass
 class Stage:
-    """A training stage: its epochs and its optimiser groups, by name."""
+    """A training stage: its epochs and its optimiser groups, by name.
+
+    ``frozen_target``, when set, is a deterministic, frozen function of the input (e.g. the
+    output of an earlier stage's network in eval mode). The loop computes it once for every
+    training image when the stage starts, instead of once per image per epoch, and each batch
+    then reaches ``training_step`` as ``torch.cat([x, frozen_target(x)], dim=1)``.
+    """
 
     name: str
     epochs: int
     groups: dict[str, OptimGroup]
     batch_size: int = 32
+    frozen_target: Callable[[Tensor], Tensor] | None = None
 
 
 class Method(nn.Module):

@@ -189,8 +189,20 @@ class UTAD(Method):
             ex["dis"] = OptimGroup([self.dis_image, self.dis_impression], c.expert_lr, **ex_kw)
         return [
             Stage("impression", c.ie_epochs, ie, batch_size=c.ie_batch_size),
-            Stage("expert", c.expert_epochs, ex, batch_size=c.expert_batch_size),
+            Stage(
+                "expert",
+                c.expert_epochs,
+                ex,
+                batch_size=c.expert_batch_size,
+                frozen_target=self._frozen_impression,
+            ),
         ]
+
+    def _frozen_impression(self, x: Tensor) -> Tensor:
+        """IE-Net's impression of ``x`` with stage 1 frozen (eval mode): stage 2's input pair."""
+        self.ie.eval()
+        with torch.no_grad():
+            return self.ie(x)[0]
 
     def training_step(self, batch: Tensor, stage: str) -> dict[str, Tensor]:
         if stage == "impression":
@@ -224,9 +236,10 @@ class UTAD(Method):
 
     def _expert_step(self, x: Tensor) -> dict[str, Tensor]:
         c, e = self.config, self.expert
-        self.ie.eval()  # frozen: no BatchNorm statistics move either
-        with torch.no_grad():
-            m, _ = self.ie(x)
+        if x.shape[1] == 2 * self.channels:  # (x, impression) paired by the training loop
+            x, m = x.split(self.channels, dim=1)
+        else:
+            m = self._frozen_impression(x)
         xi, xm = _to_pm1(x), _to_pm1(m)
         c_i, s_i = e.image.encode(xi)
         c_m, s_m = e.impression.encode(xm)
