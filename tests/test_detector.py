@@ -110,6 +110,12 @@ def test_save_load_round_trip(fitted, mnist_small, tmp_path):
     assert cfg["hparams"]["epochs"] == 20 and cfg["versions"]["torch"]
     loaded = Detector.load(path)
     np.testing.assert_array_equal(loaded.score_samples(test), fitted.score_samples(test))
+    # per-stage training time, summed from the saved history
+    assert set(fitted.stage_seconds_) == {h["stage"] for h in fitted.history_} != set()
+    assert loaded.stage_seconds_ == fitted.stage_seconds_
+    assert sum(fitted.stage_seconds_.values()) == pytest.approx(
+        sum(h["seconds"] for h in fitted.history_)
+    )
     np.testing.assert_array_equal(loaded.predict(test), fitted.predict(test))
     # Saving again over an existing model replaces it whole and leaves no temporary folder.
     fitted.save(path)

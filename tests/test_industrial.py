@@ -137,6 +137,7 @@ def test_protocol_writes_a_record_per_seed_and_resumes(category, tmp_path):
     assert np.isfinite(rec["calibrated"]["threshold"]) and "calibrated_pixel" in rec
     assert 0 < rec["peak_rss_mb"] <= rec["peak_rss_mb_with_metrics"]
     assert rec["fit_seconds"] >= 0 and rec["git_commit"] is not None and rec["versions"]
+    assert rec["stage_seconds"] == {}  # pca has no iterative training stage
     logs.clear()
     recs = run_industrial(str(category), "pca", [0, 1], out, size=14, log=logs.append)
     assert [r["seed"] for r in recs] == [0, 1] and recs[0] == rec  # seed 0 read back

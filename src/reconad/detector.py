@@ -162,6 +162,14 @@ class Detector:
             self.threshold_ = threshold_at_fpr(self.val_scores_, self.target_fpr)
         return self
 
+    @property
+    def stage_seconds_(self) -> dict[str, float]:
+        """Wall seconds of each training stage, summed over its epochs (from the history)."""
+        out: dict[str, float] = {}
+        for h in getattr(self, "history_", []):
+            out[h["stage"]] = out.get(h["stage"], 0.0) + h["seconds"]
+        return out
+
     def _requested_size(self) -> tuple[int, int] | None:
         if self.image_size is None:
             return None

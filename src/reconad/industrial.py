@@ -301,6 +301,7 @@ def _run_seed(
         "n_train": len(fit),
         "n_val": len(val),
         "fit_seconds": round(t_fit, 2),
+        "stage_seconds": {k: round(v, 1) for k, v in det.stage_seconds_.items()},
         # fit + scoring (data already loaded); the pixel metrics' own peak is reported apart
         "peak_rss_mb": rss,
         "peak_rss_mb_with_metrics": round(peak_rss_mb(), 1),
