@@ -131,6 +131,8 @@ def train(
         result.seconds = time.perf_counter() - start
         return result
 
+    if method.channels_last:  # before wrapping, so DDP buckets see the final layout
+        method.to(memory_format=torch.channels_last)
     model = fabric.setup_module(method)
     model.mark_forward_method("training_step")
     ckpt = _Checkpoint(cfg.checkpoint_dir, _fingerprint(method, images, cfg), fabric)
@@ -186,6 +188,8 @@ def train(
             if task is not None:
                 bar.update(task, visible=False)
     result.seconds = time.perf_counter() - start
+    if method.channels_last:  # scoring and saving see the usual layout
+        method.to(memory_format=torch.contiguous_format)
     method.eval()
     return result
 

@@ -103,6 +103,9 @@ class Method(nn.Module):
     min_size: ClassVar[int] = 1
     #: whether ``score`` returns a pixel map
     produces_maps: ClassVar[bool] = True
+    #: train with 4-d weights in channels-last layout (same maths; on CPU, oneDNN runs the
+    #: small-channel convolutions of some networks 25-35% faster that way; see the loop)
+    channels_last: ClassVar[bool] = False
     #: named presets: overrides of ``Config`` defaults; the first key is the default preset
     presets: ClassVar[dict[str, dict[str, Any]]] = {"default": {}}
 

@@ -95,6 +95,9 @@ class UTAD(Method):
     min_size = 64
     #: images per forward pass when scoring (bounds memory at 256 x 256)
     score_chunk = 32
+    #: measured at 128 x 128, cpu preset, 2 threads: 1.44 -> 0.97 s per stage-1 iteration
+    #: (batch 32), 1.05 -> 0.77 s per stage-2 iteration (batch 8)
+    channels_last = True
     presets = PRESETS
 
     def __init__(self, config: UTADConfig, channels: int, image_size: tuple[int, int]) -> None:
