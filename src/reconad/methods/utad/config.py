@@ -73,7 +73,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "expert_dim": 8,
         "mlp_dim": 32,
         "dis_dim": 8,
-        "expert_epochs": 20,
+        # 16, not 20: 20 took 31.8 min on the slowest 2-core host we measured (docs/methods.md)
+        "expert_epochs": 16,
         "expert_batch_size": 8,
         "expert_lr": 4e-4,
         "expert_milestones": (0.5, 0.8),
