@@ -28,7 +28,7 @@ fresh_ae() {
   done
 }
 QUEUE=(
-  # issue 7: the industrial table (UTAD ~45 min a seed, rotnet_ae ~40 min a seed)
+  # issue 7: the industrial table (UTAD ~30 min a seed, rotnet_ae ~30 min a seed; done)
   "$MT --method utad --seeds 0-2"
   "$MT --method rotnet_ae --seeds 0-2 --save-models $MODELS/mt-rotnet_ae"
   # (the no-GAN/MI ablation stopped at 2 seeds: their gap is consistent, AUPRO -12.2 / -9.7;
