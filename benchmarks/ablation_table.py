@@ -1,17 +1,20 @@
-"""Issue 5's ablation table from the one-class summaries that scoring_ablation.sh writes.
+"""Issue 5's ablation table from the one-class runs that scoring_ablation.sh makes.
 
 Per variant: mean AUROC over the classes (and its std over seeds), each alternative score's
-mean (e.g. rotnet_ae's ``coarse``: the score without refinement), the total fit time and
-the number of runs; ARNet's published mean beside them.
+mean (e.g. rotnet_ae's ``coarse``: the score without refinement), the classes covered, the
+total fit time and the number of runs; ARNet's published mean beside them. The table is
+built from the per-class result files, not from ``summary.json``, so a run still under way
+(or stopped between classes) shows what it has finished, and says how many classes that is.
 
     python benchmarks/ablation_table.py fmnist [benchmarks/results]
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
+
+from reconad.benchmark import collect_records, summarize
 
 VARIANTS = [
     ("ae", "plain AE, MSE"),
@@ -23,32 +26,40 @@ VARIANTS = [
 # A variant without its own folder is read from the plain AE's run when that run scored it
 # too (``reconad benchmark --also-score ...``): the same trained networks, scored both ways.
 ARNET = {"fmnist": 93.9, "cifar10": 86.6}
+N_CLASSES = 10
+
+
+def _classes(s: dict) -> str:
+    n = len(s["rows"])
+    return str(n) if n == N_CLASSES else f"{n} of {N_CLASSES} (partial)"
 
 
 def table(dataset: str, root: Path) -> str:
     """The markdown table for the variants found under ``root/dataset``."""
-    lines = ["| variant | mean AUROC | runs | fit, all classes |", "|---|---|---|---|"]
-    base = root / dataset / "ae" / "summary.json"
-    shared = json.loads(base.read_text()).get("component_means", {}) if base.exists() else {}
+    head = "| variant | mean AUROC | classes | runs | fit, all runs |"
+    lines = [head, "|---|---|---|---|---|"]
+    base_records = collect_records(root / dataset / "ae")
+    base = summarize(base_records) if base_records else None
+    shared = base["component_means"] if base else {}
     for folder, label in VARIANTS:
-        p = root / dataset / folder / "summary.json"
+        records = collect_records(root / dataset / folder)
         tag = folder[len("ae") :]
-        if not p.exists() and tag in shared:
-            lines.append(f"| {label} | {shared[tag]:.1f} | (scored by the `ae` run) | |")
+        if not records and tag in shared:
+            lines.append(f"| {label} | {shared[tag]:.1f} | {_classes(base)} | (the `ae` run) | |")
             continue
-        if not p.exists():
-            lines.append(f"| {label} | not run ({p.parent}) | | |")
+        if not records:
+            lines.append(f"| {label} | not run ({root / dataset / folder}) | | | |")
             continue
-        s = json.loads(p.read_text())
-        std = s.get("mean_std_over_seeds") or 0.0
-        fit = f"{s['total_fit_seconds'] / 60:.0f} min"
-        lines.append(f"| {label} | {s['mean']:.1f} ± {std:.1f} | {s['n_runs']} | {fit} |")
-        for name, mean in (s.get("component_means") or {}).items():
+        s = summarize(records)
+        std, fit = s["mean_std_over_seeds"], f"{s['total_fit_seconds'] / 60:.0f} min"
+        n, runs = _classes(s), s["n_runs"]
+        lines.append(f"| {label} | {s['mean']:.1f} ± {std:.1f} | {n} | {runs} | {fit} |")
+        for name, mean in s["component_means"].items():
             if name.startswith("+"):
                 continue  # scoring variants: shown as rows of their own above
-            lines.append(f"| {label}: {name} score | {mean:.1f} | {s['n_runs']} | (same run) |")
+            lines.append(f"| {label}: {name} score | {mean:.1f} | {n} | {runs} | (same run) |")
     if dataset in ARNET:
-        lines.append(f"| ARNet, published | {ARNET[dataset]} | | |")
+        lines.append(f"| ARNet, published | {ARNET[dataset]} | {N_CLASSES} | | |")
     return "\n".join(lines)
 
 

@@ -1,18 +1,22 @@
-"""One markdown table across methods from the industrial protocol's summaries.
+"""One markdown table across methods from the industrial protocol's seed results.
 
-Reads every ``<results>/<method>/summary.json`` written by ``reconad benchmark --dataset
-magnetic-tile --method M`` and prints, per method, its input side, mean +- std over its seeds
-of image AUROC, pixel AUROC, AUPRO, the image AUROC per defect type, fit and scoring wall time
-and peak memory, with the number of seeds (a method run on fewer seeds than the others says so).
+Reads every ``<results>/<method>/seed*.json`` written by ``reconad benchmark --dataset
+magnetic-tile --method M`` (the seed files, not ``summary.json``: a run stopped between a
+seed's file and its summary would leave the summary stale) and prints, per method, its input
+side, mean +- std over its seeds of image AUROC, pixel AUROC, AUPRO, the image AUROC per
+defect type, fit and scoring wall time and peak memory, with the number of seeds (a method
+run on fewer seeds than the others says so).
 
     python benchmarks/industrial_table.py [benchmarks/results/magnetic-tile]
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
+
+from reconad.industrial import collect_industrial
+from reconad.industrial_summary import summarize_industrial
 
 
 def _cell(rows: dict, key: str, digits: int = 1) -> str:
@@ -26,16 +30,18 @@ def _cell(rows: dict, key: str, digits: int = 1) -> str:
 
 def table(folder: Path) -> str:
     """The markdown table for every method folder under ``folder``."""
-    summaries = sorted(folder.glob("*/summary.json"))
-    if not summaries:
-        raise SystemExit(f"no */summary.json under {folder}")
+    methods = sorted({p.parent for p in folder.glob("*/seed*.json")})
     types: list[str] = []
     loaded = []
-    for p in summaries:
-        rows = {r["metric"]: r for r in json.loads(p.read_text())["rows"]}
-        seeds = sorted(p.parent.glob("seed*.json"))
-        size = json.loads(seeds[0].read_text())["settings"]["size"] if seeds else None
-        loaded.append((p.parent.name, size, rows))
+    for d in methods:
+        records = collect_industrial(d)
+        if not records:
+            continue  # e.g. utad-terms/: an analysis of a saved model, not a benchmark run
+        rows = {r["metric"]: r for r in summarize_industrial(records)["rows"]}
+        size = (records[0].get("settings") or {}).get("size")
+        loaded.append((d.name, size, rows))
+    if not loaded:
+        raise SystemExit(f"no benchmark seed*.json under {folder}")
         types += [k[6:-1] for k in rows if k.startswith("auroc[") and k[6:-1] not in types]
     head = ["method", "input", "seeds", "image AUROC", "pixel AUROC", "AUPRO (0.3)"]
     head += [f"{t}" for t in types] + ["fit s", "score s", "peak RSS GB"]

@@ -21,7 +21,12 @@ from reconad.cli import app
 from reconad.data.folders import read_mvtec
 from reconad.data.imageset import DataError
 from reconad.detector import Detector, resize_maps
-from reconad.industrial import evaluate_industrial, resolve_category, run_industrial
+from reconad.industrial import (
+    collect_industrial,
+    evaluate_industrial,
+    resolve_category,
+    run_industrial,
+)
 from reconad.industrial_summary import (
     render_industrial_table,
     summarize_industrial,
@@ -150,6 +155,9 @@ def test_protocol_writes_a_record_per_seed_and_resumes(category, tmp_path):
     assert (out / "summary.csv").read_text().splitlines()[
         0
     ] == "metric,mean,std,n_seeds,seed0,seed1"
+    # an analysis script's output beside the runs is not a record (utad_terms.py writes one)
+    (out / "seed7.json").write_text(json.dumps({"model": "m", "rows": []}))
+    assert collect_industrial(out) == recs
     with pytest.raises(ValueError, match="other settings"):  # 16x16 runs beside 14x14 ones
         run_industrial(str(category), "pca", [2], out, size=16)
 

@@ -316,9 +316,10 @@ def _run_seed(
 
 
 def collect_industrial(out_dir: str | Path) -> list[dict[str, Any]]:
-    """Every finished seed record in ``out_dir``, by seed."""
+    """Every finished seed record in ``out_dir``, by seed (other ``seed*.json`` files, such
+    as an analysis script's output kept beside the runs, are not records and are left out)."""
     recs = [json.loads(p.read_text()) for p in Path(out_dir).glob("seed*.json")]
-    return sorted(recs, key=lambda r: r["seed"])
+    return sorted((r for r in recs if "seed" in r and "method" in r), key=lambda r: r["seed"])
 
 
 __all__ = [
