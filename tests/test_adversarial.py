@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -124,3 +125,21 @@ def test_protocol_counts_success_on_originally_correct_images_and_resumes(
     rows = summarize_adversarial(again)
     assert [(r["attack"], r["epsilon_255"]) for r in rows][:2] == [("fgsm", 4.0), ("fgsm", 51.0)]
     assert render_adversarial(rows, "t").row_count == 4
+
+    # Resuming under other settings is refused before anything is trained or overwritten.
+    clf_file = (tmp_path / "classifier.json").read_text()
+    other = (
+        ({"pgd_steps": 5}, {}, "protocol"),
+        ({"classifier_epochs": 3}, {}, "protocol"),
+        ({}, {"variance": 0.5}, "settings"),
+    )
+    for change, hp, what in other:
+        s2 = AdversarialSettings(**{**dataclasses.asdict(settings), **change})
+        with pytest.raises(ValueError, match=f"other settings \\({what} differ"):
+            run_adversarial("mnist", "pca", [3], tmp_path, s2, hparams=hp, log=print)
+    assert (tmp_path / "classifier.json").read_text() == clf_file
+    assert saved["settings"]["preset"] == "default" and saved["protocol"]["pgd_steps"] == 3
+    # A saved detector without its record (a run stopped before the first entry) too.
+    (tmp_path / "class3_seed0.json").unlink()
+    with pytest.raises(ValueError, match="detector fitted with other settings"):
+        run_adversarial("mnist", "pca", [3], tmp_path, settings, hparams={"variance": 0.5})

@@ -28,6 +28,21 @@ def test_protocol_writes_one_record_per_class_and_seed_and_resumes(tmp_path, mon
     monkeypatch.setattr(benchmark, "run_one_class", must_not_run)
     again = run_protocol("mnist", "pca", [0, 1], [0], tmp_path, root=root, log=lambda *a: None)
     assert [r["auroc"] for r in again] == [r["auroc"] for r in recs]
+    # Other settings in the same folder are refused, not mixed into its summary.
+    for kw, what in (
+        ({"hparams": {"variance": 0.5}}, "hparams.variance"),
+        ({"epochs_scale": 0.1}, "epochs_scale"),
+        ({"scoring": {"score": "multiview"}}, "scoring"),
+        ({"preset": "default", "hparams": {"variance": 0.9}}, None),  # the same, spelt out
+    ):
+        call = lambda kw=kw: run_protocol(  # noqa: E731
+            "mnist", "pca", [0, 1], [0], tmp_path, root=root, log=lambda *a: None, **kw
+        )
+        if what is None:
+            assert len(call()) == 2  # read back, nothing trained (run_one_class is stubbed)
+        else:
+            with pytest.raises(ValueError, match=f"other settings \\({what} differ"):
+                call()
 
 
 def test_protocol_keeps_the_fitted_models_it_scored_with(tmp_path):

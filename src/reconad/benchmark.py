@@ -58,6 +58,49 @@ def class_name(names: list[str] | None, c: int) -> str:
     return names[c] if names and 0 <= c < len(names) else str(c)
 
 
+NATIVE_SCORING = {"score": "native", "difficulty": "none", "difficulty_mode": "divide"}
+
+
+def resolved_settings(
+    method: str,
+    preset: str | None = None,
+    hparams: dict[str, Any] | None = None,
+    epochs_scale: float = 1.0,
+    scoring: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """What a run's records say about how it was trained and scored, resolved before any
+    training (the preset's name and every hyper-parameter, as JSON stores them), so that a
+    resumed run can refuse a folder whose finished runs used other settings."""
+    import dataclasses
+
+    from reconad.methods import get_method
+
+    cls = get_method(method)
+    name = preset or next(iter(cls.presets))
+    hp = dataclasses.asdict(cls.make_config(name, **(hparams or {})))
+    sc = {**NATIVE_SCORING, **(scoring or {})}
+    out = {"method": method, "preset": name, "hparams": hp, "epochs_scale": epochs_scale}
+    out["scoring"] = {k: sc[k] for k in ("score", "difficulty", "difficulty_mode")}
+    return json.loads(json.dumps(out))  # as stored: tuples become lists
+
+
+def settings_mismatch(record: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
+    """The keys of ``wanted`` (see :func:`resolved_settings`) on which a record differs;
+    hyper-parameters are compared one by one and named ``hparams.NAME``."""
+    bad = []
+    for k, v in wanted.items():
+        got = record.get(k)
+        if k == "epochs_scale" and got is None:
+            got = 1.0
+        if k == "scoring":  # records made before scoring options existed were native
+            got = {kk: {**NATIVE_SCORING, **(got or {})}[kk] for kk in v}
+        if k == "hparams" and isinstance(got, dict):
+            bad += [f"hparams.{n}" for n in sorted(set(v) | set(got)) if v.get(n) != got.get(n)]
+        elif got != v:
+            bad.append(k)
+    return bad
+
+
 def run_one_class(
     dataset: str,
     train,
@@ -176,11 +219,23 @@ def run_protocol(
     """Run (or resume) the one-class protocol; returns every (class, seed) record.
 
     ``save_models``: a folder to keep each fitted detector in, as ``class{C}_seed{S}/``.
+
+    Raises:
+        ValueError: ``out_dir`` holds runs made with other settings (preset,
+            hyper-parameters, ``epochs_scale`` or scoring): the summary would mix them.
     """
     from reconad.data.datasets import load_dataset
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    wanted = resolved_settings(method, preset, hparams, epochs_scale, scoring)
+    for rec in collect_records(out_dir):
+        bad = settings_mismatch(rec, wanted)
+        if bad:
+            raise ValueError(
+                f"{out_dir} holds class {rec.get('class')} seed {rec.get('seed')} run with other "
+                f"settings ({', '.join(bad)} differ): choose another --out, or the same settings"
+            )
     todo = [(c, s) for s in seeds for c in classes if not _result_path(out_dir, c, s).exists()]
     train = test = None
     if todo:

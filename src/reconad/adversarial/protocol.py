@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -67,23 +68,44 @@ def run_adversarial(
     hparams: dict[str, Any] | None = None,
     log=print,
 ) -> list[dict[str, Any]]:
-    """Run (or resume) the adversarial-detection protocol; one record per target."""
+    """Run (or resume) the adversarial-detection protocol; one record per target.
+
+    Raises:
+        ValueError: ``out_dir`` holds records or detectors made with other settings (the
+            detector's preset, hyper-parameters or ``epochs_scale``; the attacks' PGD steps
+            or backend; the classifier; the fitting mode): resuming would mix them.
+    """
+    from reconad.benchmark import resolved_settings
     from reconad.data.datasets import load_dataset
     from reconad.detector import Detector
 
     out_dir = Path(out_dir)
     backend = resolve_backend(settings.backend)
+    if settings.backend == "auto" and backend == "torch":
+        log(
+            "attacks in plain torch (same FGSM/PGD definitions): the Adversarial Robustness "
+            "Toolbox is not installed (pip install adversarial-robustness-toolbox)"
+        )
+    wanted = resolved_settings(method, preset, hparams, epochs_scale)
+    protocol = dataclasses.asdict(settings) | {"backend": backend}
+    protocol = json.loads(json.dumps({k: v for k, v in protocol.items() if k not in _PER_ENTRY}))
     train = load_dataset(dataset, "train", root=root)
     test = load_dataset(dataset, "test", root=root)
+    targets = _targets(train, test, classes, settings, seed)
+    for name, _, _ in targets:  # before the classifier, which a mismatch would overwrite
+        path = out_dir / f"{name}_seed{seed}.json"
+        if path.exists():
+            _check_record(path, json.loads(path.read_text()), wanted, protocol)
     clf, clf_meta = get_classifier(
         out_dir, train, test, settings.classifier_epochs, settings.classifier_width, seed, log
     )
     records = []
-    for name, fit_set, idx in _targets(train, test, classes, settings, seed):
+    for name, fit_set, idx in targets:
         path = out_dir / f"{name}_seed{seed}.json"
         rec = json.loads(path.read_text()) if path.exists() else {}
-        rec.update(dataset=dataset, method=method, preset=preset, target=name, seed=seed)
+        rec.update(dataset=dataset, method=method, preset=wanted["preset"], target=name, seed=seed)
         rec.update(fit_on=settings.fit_on, backend=backend, classifier=clf_meta)
+        rec.update(settings=wanted, protocol=protocol)
         rec.setdefault("entries", {})
         x_test, y_test = test.images[idx], test.labels[idx]
         correct = predict(clf, x_test) == y_test
@@ -96,7 +118,7 @@ def run_adversarial(
             continue
         model_dir = out_dir / "detectors" / f"{name}_seed{seed}"
         if (model_dir / "config.json").exists():
-            det = Detector.load(model_dir)
+            det = _load_detector(model_dir, wanted)
         else:
             log(f"{dataset}/{method} {name}: fitting the detector on {len(fit_set)} images")
             det = Detector(
@@ -130,6 +152,40 @@ def run_adversarial(
         write_json(path, rec)
         records.append(rec)
     return records
+
+
+# Settings that only add entries (attack@eps keys) to a record: a resumed run may change them.
+_PER_ENTRY = ("attacks", "epsilons")
+
+
+def _check_record(path: Path, rec: dict, wanted: dict, protocol: dict) -> None:
+    """Refuse to add to a record made under other settings (its entries would mix them);
+    ``protocol`` holds the classifier's epochs and width, so it covers the classifier too."""
+    old = {"settings": rec.get("settings"), "protocol": rec.get("protocol")}
+    new = {"settings": wanted, "protocol": protocol}
+    bad = [k for k in new if old[k] != new[k]]
+    if bad:
+        raise ValueError(
+            f"{path} was made with other settings ({', '.join(bad)} differ): "
+            "choose another --out, or the same settings"
+        )
+
+
+def _load_detector(model_dir: Path, wanted: dict):
+    """A saved detector, if it was fitted with the settings this run asks for."""
+    from reconad.benchmark import settings_mismatch
+    from reconad.detector import Detector
+
+    det = Detector.load(model_dir)
+    cfg = det.to_config()
+    have = {**cfg, "epochs_scale": cfg["training"]["epochs_scale"]}
+    bad = settings_mismatch(have, wanted)
+    if bad:
+        raise ValueError(
+            f"{model_dir} holds a detector fitted with other settings ({', '.join(bad)} differ): "
+            "choose another --out, or the same settings"
+        )
+    return det
 
 
 def _entry(atk, eps, clean, s_adv, fooled, x_ok, adv, t0) -> dict[str, Any]:
