@@ -3,11 +3,14 @@ its labelling, and that it separates real MNIST digits."""
 
 from __future__ import annotations
 
+import json
 import sys
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+from typer.testing import CliRunner
 
 from reconad import benchmark
 from reconad.detector import Detector
@@ -80,6 +83,26 @@ def test_joint_loss_is_the_sum_of_the_three_losses():
         l_oc = (m.enc_n(x) - 0.5).pow(2).sum(1).mean()
     torch.testing.assert_close(with_oc - base, l_oc, rtol=1e-4, atol=1e-4)
 
+    # The whole loss, written from METHODS.md: ||x - (x_n + x_r)||^2 + w ||x - x_n||^2
+    # + lambda_oc ||z_n - c||^2 + lambda_lat (||z_r||^2 + decorr_weight * decorrelation).
+    m = _model(lambda_oc=0.3, lambda_lat=2.0, normal_rec_weight=0.5, latent_constraint="l2")
+    with torch.no_grad():
+        for prm in m.dec_r.parameters():  # x_r starts at zero: make it matter
+            prm.normal_(0, 0.05, generator=torch.Generator().manual_seed(5))
+    m.c.fill_(0.2)
+    m.train()
+    with torch.no_grad():
+        d = m.decompose(x)
+    sse = lambda a: a.pow(2).flatten(1).sum(1).mean()  # noqa: E731
+    want = (
+        sse(x - d["x_n"] - d["x_r"])
+        + 0.5 * sse(x - d["x_n"])
+        + 0.3 * (d["z_n"] - 0.2).pow(2).sum(1).mean()
+        + 2.0 * d["z_r"].pow(2).sum(1).mean()
+    )
+    assert float(d["x_r"].abs().max()) > 1e-3
+    torch.testing.assert_close(m.training_step(x, "joint"), want, rtol=1e-4, atol=1e-4)
+
 
 def test_latent_constraint_is_pluggable():
     calls = []
@@ -120,8 +143,9 @@ def test_calibration_standardises_both_scores_and_fuses_them():
     torch.testing.assert_close(m.score(normals[:5]).image_score, parts["latent"][:5])
 
 
-def test_separates_real_mnist_digits(mnist_small):
-    """Trained on 460 real ones (cpu preset, a few epochs): ones vs other digits."""
+def test_separates_real_mnist_digits(mnist_small, tmp_path, monkeypatch):
+    """Trained on 460 real ones (cpu preset, a few epochs): ones vs other digits; saved, its
+    model card carries the label, and `reconad predict` draws the decomposition grid."""
     train, test, anomalous = mnist_small
     det = Detector("ddrid", progress=False, pretrain_epochs=8, epochs=8).fit(train)
     fused = image_auroc(anomalous, det.score_samples(test))
@@ -131,6 +155,30 @@ def test_separates_real_mnist_digits(mnist_small):
     assert np.isfinite(det.threshold_)
     ex = det.explain(test, n=2)
     assert ex["extras"]["x_n"].shape == (2, 1, 28, 28)
+
+    label = "reconstructed from the published abstract"
+    det.save(tmp_path / "m")
+    assert label in json.loads((tmp_path / "m" / "config.json").read_text())["provenance"]
+    card = (tmp_path / "m" / "MODEL_CARD.md").read_text()
+    assert label in card and "threshold" in card and "ddrid" in card
+    import reconad.report
+    from reconad.cli import app
+
+    panels, draw = [], reconad.report.save_extras_grid
+    spy = lambda extras, path, **kw: panels.append(list(extras)) or draw(extras, path, **kw)  # noqa: E731
+    monkeypatch.setattr(reconad.report, "save_extras_grid", spy)
+    img = tmp_path / "digit.png"
+    Image.fromarray(test.images[0, 0]).save(img)
+    r = CliRunner().invoke(
+        app,
+        ["predict", "--model", str(tmp_path / "m"), str(img), "--heatmaps", str(tmp_path / "hm")],
+    )  # noqa: E501
+    assert r.exit_code == 0, r.output
+    assert panels == [["input", "x_n", "x_r", "residual"]]
+    assert (tmp_path / "hm" / "digit_grid.png").stat().st_size > 0
+    for cmd in (["fit", "--help"], ["benchmark", "--help"], ["list"]):
+        out = CliRunner().invoke(app, cmd, env={"COLUMNS": "250"}).output  # no wrapping
+        assert label in " ".join(out.replace("│", " ").split()), cmd
 
 
 def test_benchmark_records_components_and_prints_reference_methods(mnist_test):

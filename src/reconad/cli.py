@@ -31,7 +31,13 @@ app = typer.Typer(
 console = Console()
 err = Console(stderr=True)
 
-MethodOpt = Annotated[str, typer.Option(help="Registered method name (see `reconad list`).")]
+MethodOpt = Annotated[
+    str,
+    typer.Option(
+        help="Registered method name (see `reconad list` for each one's provenance: ddrid is "
+        "reconstructed from the published abstract, rotnet_ae from a thesis abstract)."
+    ),
+]
 SeedOpt = Annotated[int, typer.Option(help="One seed for data order, init and erasers.")]
 SetOpt = Annotated[
     list[str] | None,
@@ -205,6 +211,8 @@ def fit(
         return
     det.save(out)
     shutil.rmtree(ckpt, ignore_errors=True)
+    if det.provenance_ != "paper":
+        console.print(f"{method}: {det.provenance_}")
     console.print(
         f"trained {method} on {det.n_train_} images in {det.fit_seconds_:.0f} s; threshold "
         f"{det.threshold_:.4g} ({100 * target_fpr:.0f}% FPR on {len(det.val_scores_)} "

@@ -125,6 +125,11 @@ class Detector:
                 f"score={self.score!r} with difficulty={self.difficulty!r} is fitted on held-out "
                 "normal images: set val_fraction > 0 or pass validation="
             )
+        if cls.needs_held_out(config) and validation is None and not self.val_fraction > 0:
+            raise ValueError(
+                f"{self.method}'s score is standardised on held-out normal images: set "
+                "val_fraction > 0 or pass validation="
+            )
         size = self._requested_size()
         data = to_imageset(X, size=size)
         if size is None:
@@ -335,6 +340,13 @@ class Detector:
         out["paths"] = data.paths
         return out
 
+    @property
+    def provenance_(self) -> str:
+        """Where the fitted method's design comes from (e.g. "reconstructed from the
+        published abstract"), as its model card and ``config.json`` say."""
+        self._check_fitted()
+        return type(self.method_).provenance
+
     # ---- persistence --------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         """Write ``config.json`` and ``weights.safetensors`` to a folder, atomically."""
@@ -347,6 +359,7 @@ class Detector:
         def write(tmp: Path) -> None:
             save_tensors(tmp / "weights.safetensors", self.method_.state_dict())
             write_json(tmp / "config.json", config)
+            (tmp / "MODEL_CARD.md").write_text(model_card(config))
 
         atomic_dir(path, write)
         return path
@@ -434,6 +447,32 @@ class Detector:
         det.scoring_ = ScoreFusion.from_dict(sc["fusion"]) if sc.get("fusion") else None
         det.config_ = cfg
         return det
+
+
+def model_card(config: dict[str, Any]) -> str:
+    """A short human-readable card for a saved model, from its ``config.json``: what the
+    method is and where its design comes from, what it was trained on, how it decides."""
+    cal, tr, inp = config["calibration"], config["training"], config["input"]
+    hp = ", ".join(f"{k}={v}" for k, v in config["hparams"].items())
+    lines = [
+        f"# reconad model card: {config['method']}",
+        "",
+        f"- Method: `{config['method']}`, preset `{config['preset']}`",
+        f"- Provenance: {config['provenance']}",
+        f"- Input: {inp['channels']} x {inp['height']} x {inp['width']}",
+        f"- Trained on {tr['n_train']} normal images, seed {tr['seed']}, "
+        f"{tr['seconds']} s, epochs scale {tr['epochs_scale']}",
+        f"- Scoring: {config['scoring']['score']}, difficulty {config['scoring']['difficulty']}",
+        f"- Decision threshold {cal['threshold']}: {100 * cal['target_fpr']:g}% false positives "
+        f"on {cal['n_val']} held-out normal images (no anomalous image was used)",
+        f"- Hyper-parameters: {hp}",
+        f"- Versions: {', '.join(f'{k} {v}' for k, v in config['versions'].items())}",
+        "",
+        "Machine-readable: config.json (this card is written from it); weights: "
+        "weights.safetensors.",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 def _restore_tuples(config_cls: type, values: dict[str, Any]) -> dict[str, Any]:
