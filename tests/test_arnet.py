@@ -71,9 +71,8 @@ def test_loss_targets_the_original_image():
     x = torch.rand(16, 1, 32, 32)
     torch.manual_seed(1)
     assert m.training_step(x, "restore") > 0.01  # rotated copies differ from the original
-    m2 = _arnet(1, erase=("gray",))  # on gray data nothing is erased: a copy is perfect
-    m2.net = Copy()
-    assert m2.training_step(x, "restore") == 0
+    m.rotations = (0,)  # no rotation drawn: the copy restores perfectly
+    assert m.training_step(x, "restore") == 0
 
 
 def test_score_averages_l1_over_the_four_rotations():
@@ -128,7 +127,13 @@ def test_components_are_each_rotations_error_and_the_normalised_score():
 def test_bad_configurations_are_clear_errors():
     with pytest.raises(ValueError, match="square"):
         _arnet(1, size=(32, 48))
-    _arnet(1, size=(32, 48), erase=("gray",))  # no rotation: any multiple of 16
+    _arnet(3, size=(32, 48), erase=("gray",))  # no rotation: any multiple of 16
+    with pytest.raises(ValueError, match="erases nothing"):  # a plain autoencoder
+        _arnet(1, erase=("gray",))
+    with pytest.raises(ValueError, match="erases nothing"):
+        _arnet(3, erase=())
+    assert _arnet(3, erase="gray").config.erase == ("gray",)  # --set erase=gray
+    assert _arnet(3, erase="rotate, gray").config.erase == ("rotate", "gray")
     with pytest.raises(ValueError, match="eraser"):
         _arnet(1, erase=("blur",))
     with pytest.raises(ValueError, match="hflip"):
@@ -148,11 +153,21 @@ def test_learns_real_digits_quickly(mnist_small):
     assert image_auroc(anomalous, det.score_samples(test)) > 0.9
 
 
-def test_predict_writes_the_restoration_grid(mnist_small, tmp_path):
+def test_predict_writes_the_restoration_grid(mnist_small, tmp_path, monkeypatch):
     from PIL import Image
     from typer.testing import CliRunner
 
+    import reconad.report
     from reconad.cli import app
+
+    panels = []
+    draw = reconad.report.save_extras_grid
+
+    def spy(extras, path, **kw):
+        panels.append({k: v.shape for k, v in extras.items()})
+        return draw(extras, path, **kw)
+
+    monkeypatch.setattr(reconad.report, "save_extras_grid", spy)
 
     train, test, _ = mnist_small
     Detector("arnet", epochs=1, progress=False).fit(train.subset(np.arange(64))).save(
@@ -167,3 +182,8 @@ def test_predict_writes_the_restoration_grid(mnist_small, tmp_path):
     assert r.exit_code == 0, r.output
     assert (tmp_path / "hm" / "digit_grid.png").exists()
     assert (tmp_path / "hm" / "digit_heatmap.png").exists()
+    # the grid's panels: input, erased input, restoration, error map (one image, 32x32)
+    assert panels == [
+        {"input": (1, 1, 32, 32), "erased": (1, 1, 32, 32), "restoration": (1, 1, 32, 32),
+         "error": (1, 1, 32, 32)}
+    ]  # fmt: skip

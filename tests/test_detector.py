@@ -177,6 +177,19 @@ def test_predict_without_held_out_normals_asks_for_a_threshold(mnist_small):
     assert det.predict(test, threshold=0.0).all()
 
 
+def test_scores_standardised_on_held_out_normals_refuse_to_fit_without_them():
+    """Not silently uncalibrated: refused before any training is spent."""
+    from reconad.methods import get_method
+
+    x = np.random.default_rng(0).integers(0, 255, (20, 28, 28), dtype=np.uint8)
+    for method, hp in (("ddrid", {}), ("arnet", {"normalize_rotations": True}), ("rotnet_ae", {})):
+        with pytest.raises(ValueError, match="standardised on held-out"):
+            Detector(method, val_fraction=0.0, progress=False, **hp).fit(x)
+    for method, hp in (("ddrid", {"score": "latent"}), ("arnet", {}), ("ae", {})):
+        cls = get_method(method)
+        assert not cls.needs_held_out(cls.make_config(**hp)), method
+
+
 @pytest.mark.parametrize("method", ["pca", "iforest", "ocsvm"])
 def test_classical_baselines_behind_the_same_facade(method, mnist_small, tmp_path):
     train, test, anomalous = mnist_small

@@ -33,6 +33,7 @@ Our reading [reconstructed]:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -124,10 +125,18 @@ class ARNet(Method):
     }
 
     def __init__(self, config: ARNetConfig, channels: int, image_size: tuple[int, int]) -> None:
+        if isinstance(config.erase, str):  # --set erase=rotate or erase=rotate,gray
+            names = tuple(e.strip() for e in config.erase.split(",") if e.strip())
+            config = dataclasses.replace(config, erase=names)
         super().__init__(config, channels, image_size)
         unknown = set(config.erase) - set(ERASERS)
         if unknown:
             raise ValueError(f"unknown eraser(s) {sorted(unknown)}; choose from {ERASERS}")
+        if "rotate" not in config.erase and not ("gray" in config.erase and channels == 3):
+            raise ValueError(
+                f"erase={tuple(config.erase)} erases nothing on {channels}-channel images, so "
+                "ARNet would be a plain autoencoder: erase rotate, or gray on colour images"
+            )
         if "rotate" in config.erase and self.image_size[0] != self.image_size[1]:
             raise ValueError(f"the rotation eraser needs square images; got {self.image_size}")
         if config.hflip not in ("auto", "on", "off"):
@@ -191,6 +200,11 @@ class ARNet(Method):
     def features(self, x: Tensor) -> Tensor:
         """The U-Net bottleneck of the un-rotated erased input, global-average pooled."""
         return self.net.encode(self.erase(x, 0))[-1].mean((2, 3))
+
+    @classmethod
+    def needs_held_out(cls, config) -> bool:
+        """See :meth:`Method.needs_held_out`."""
+        return bool(config.normalize_rotations)
 
     def calibrate(self, normals: Tensor) -> None:
         """Each rotation's mean error on held-out normals; it divides the errors in the

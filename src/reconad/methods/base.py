@@ -142,6 +142,13 @@ class Method(nn.Module):
     def calibrate(self, normals: Tensor) -> None:
         """Fit score statistics on held-out normal images (never test images)."""
 
+    @classmethod
+    def needs_held_out(cls, config: Any) -> bool:
+        """Whether the score, under ``config``, depends on statistics that ``calibrate``
+        fits on held-out normals (then fitting without any is refused, not run with
+        uncalibrated defaults)."""
+        return False
+
     # ---- scoring --------------------------------------------------------------------
     def score(self, x: Tensor) -> ScoreOutput:
         raise NotImplementedError

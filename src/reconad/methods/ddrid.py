@@ -28,7 +28,8 @@ the normal-class latent space and one in image space.
 * Preprocessing (``gcn``, default on): Deep SVDD's global contrast normalisation (L1 norm)
   and min-max scaling by the training images' range; the networks see and rebuild that.
   On a validation split of MNIST training data (class 8) it lifted the fused AUROC from
-  86.5 to 93.8 (see docs/methods.md).
+  86.5 to 93.8 with S_img in the network's space, 94.7 with S_img in image space (the
+  default, ``image_error``; see docs/methods.md).
 * Scores: S_lat = ||E_n(x) - c||^2 and S_img = mean (x - x_n)^2; each is standardised by
   its mean and standard deviation on held-out normal images (``calibrate``), and the
   image score is their sum (``score="fused"``; "latent" and "image" pick one). Both are
@@ -297,6 +298,11 @@ class DDRID(Method):
         c[small] = torch.where(c[small] < 0, -eps, eps)
         self.c.copy_(c)
         self.train(was_training)
+
+    @classmethod
+    def needs_held_out(cls, config) -> bool:
+        """See :meth:`Method.needs_held_out`."""
+        return config.score == "fused"  # each score standardised
 
     def calibrate(self, normals: Tensor) -> None:
         """Mean and standard deviation of S_lat and S_img on held-out normal images."""

@@ -314,6 +314,11 @@ class RotNetAE(Method):
             "rot": rot,
         }
 
+    @classmethod
+    def needs_held_out(cls, config) -> bool:
+        """See :meth:`Method.needs_held_out`."""
+        return True  # every view is standardised
+
     def calibrate(self, normals: Tensor) -> None:
         """Per-view mean and standard deviation on held-out normal images."""
         parts = [self._all(normals[i : i + 256]) for i in range(0, len(normals), 256)]
