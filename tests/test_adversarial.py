@@ -143,3 +143,34 @@ def test_protocol_counts_success_on_originally_correct_images_and_resumes(
     (tmp_path / "class3_seed0.json").unlink()
     with pytest.raises(ValueError, match="detector fitted with other settings"):
         run_adversarial("mnist", "pca", [3], tmp_path, settings, hparams={"variance": 0.5})
+
+
+def test_cli_runs_the_protocol_in_both_fitting_modes(mnist_test, tmp_path, monkeypatch):
+    """`reconad benchmark --protocol adversarial`: one-class and all-classes detectors, the
+    table, summary.json; a changed setting on resume is a clear error, exit code 2."""
+    from typer.testing import CliRunner
+
+    from reconad.cli import app
+
+    splits = {
+        "train": mnist_test.subset(np.arange(800)),
+        "test": mnist_test.subset(np.arange(8000, 8300)),
+    }  # noqa: E501
+    monkeypatch.setattr("reconad.data.datasets.load_dataset", lambda n, s, root=None: splits[s])
+    base = ["benchmark", "--protocol", "adversarial", "--dataset", "mnist", "--method", "pca",
+            "--classes", "1", "--attacks", "fgsm", "--epsilons", "8/255", "--classifier-epochs",
+            "2", "--attack-backend", "torch", "--no-progress"]  # fmt: skip
+    for fit_on in ("one-class", "all"):
+        out = tmp_path / fit_on
+        r = CliRunner().invoke(app, [*base, "--fit-on", fit_on, "--out", str(out)])
+        assert r.exit_code == 0, r.output
+        summary = json.loads((out / "summary.json").read_text())
+        (row,) = summary["rows"]
+        assert row["attack"] == "fgsm" and row["epsilon_255"] == 8.0
+        assert 0 <= row["success_rate"] <= 100 and "auroc" in row
+        name = "class1_seed0.json" if fit_on == "one-class" else "all_seed0.json"
+        rec = json.loads((out / name).read_text())
+        ones = int((splits["test"].labels == 1).sum())
+        assert rec["fit_on"] == fit_on and rec["n_test"] == (300 if fit_on == "all" else ones)
+    r = CliRunner().invoke(app, [*base, "--pgd-steps", "3", "--out", str(tmp_path / "one-class")])
+    assert r.exit_code == 2 and "other settings" in r.output
