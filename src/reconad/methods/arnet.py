@@ -33,7 +33,6 @@ Our reading [reconstructed]:
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -107,6 +106,10 @@ class ARNetConfig:
     normalize_rotations: bool = False
     preset: str = "paper"
 
+    def __post_init__(self) -> None:
+        if isinstance(self.erase, str):  # --set erase=rotate or erase=rotate,gray
+            self.erase = tuple(e.strip() for e in self.erase.split(",") if e.strip())
+
 
 @register
 class ARNet(Method):
@@ -125,9 +128,6 @@ class ARNet(Method):
     }
 
     def __init__(self, config: ARNetConfig, channels: int, image_size: tuple[int, int]) -> None:
-        if isinstance(config.erase, str):  # --set erase=rotate or erase=rotate,gray
-            names = tuple(e.strip() for e in config.erase.split(",") if e.strip())
-            config = dataclasses.replace(config, erase=names)
         super().__init__(config, channels, image_size)
         unknown = set(config.erase) - set(ERASERS)
         if unknown:
