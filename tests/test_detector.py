@@ -103,8 +103,11 @@ def test_explain_returns_the_intermediate_images(fitted, mnist_small):
 def test_save_load_round_trip(fitted, mnist_small, tmp_path):
     _, test, _ = mnist_small
     path = fitted.save(tmp_path / "model")
-    assert sorted(p.name for p in path.iterdir()) == ["config.json", "weights.safetensors"]
+    names = sorted(p.name for p in path.iterdir())
+    assert names == ["MODEL_CARD.md", "config.json", "weights.safetensors"]
     cfg = json.loads((path / "config.json").read_text())
+    card = (path / "MODEL_CARD.md").read_text()
+    assert "`ae`" in card and f"{fitted.threshold_}" in card and str(cfg["provenance"]) in card
     assert cfg["method"] == "ae" and cfg["input"] == {"channels": 1, "height": 32, "width": 32}
     assert cfg["calibration"]["threshold"] == pytest.approx(fitted.threshold_)
     assert cfg["hparams"]["epochs"] == 20 and cfg["versions"]["torch"]
