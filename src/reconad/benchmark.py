@@ -229,14 +229,15 @@ def run_protocol(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     wanted = resolved_settings(method, preset, hparams, epochs_scale, scoring)
-    for rec in collect_records(out_dir):
+    done = {(r["class"], r["seed"]): r for r in collect_records(out_dir)}
+    for rec in done.values():
         bad = settings_mismatch(rec, wanted)
         if bad:
             raise ValueError(
                 f"{out_dir} holds class {rec.get('class')} seed {rec.get('seed')} run with other "
                 f"settings ({', '.join(bad)} differ): choose another --out, or the same settings"
             )
-    todo = [(c, s) for s in seeds for c in classes if not _result_path(out_dir, c, s).exists()]
+    todo = [(c, s) for s in seeds for c in classes if (c, s) not in done]
     train = test = None
     if todo:
         train = load_dataset(dataset, "train", root=root)
@@ -245,8 +246,8 @@ def run_protocol(
     for seed in seeds:
         for c in classes:
             path = _result_path(out_dir, c, seed)
-            if path.exists():
-                records.append(json.loads(path.read_text()))
+            if (c, seed) in done:  # read once above, with the settings check
+                records.append(done[(c, seed)])
                 continue
             log(f"[{dataset}/{method}] class {c}, seed {seed}: training")
             rec = run_one_class(

@@ -120,12 +120,13 @@ class Detector:
         config = cls.make_config(self.preset, **self.hparams)
         check_scoring(cls, self.score, self.difficulty, self.difficulty_mode)
         fusion = make_fusion(self.score, self.difficulty, self.difficulty_mode)
-        if fusion is not None and validation is None and not self.val_fraction > 0:
+        no_held_out = validation is None and not self.val_fraction > 0
+        if fusion is not None and no_held_out:
             raise ValueError(
                 f"score={self.score!r} with difficulty={self.difficulty!r} is fitted on held-out "
                 "normal images: set val_fraction > 0 or pass validation="
             )
-        if cls.needs_held_out(config) and validation is None and not self.val_fraction > 0:
+        if cls.needs_held_out(config) and no_held_out:
             raise ValueError(
                 f"{self.method}'s score is standardised on held-out normal images: set "
                 "val_fraction > 0 or pass validation="
