@@ -39,6 +39,8 @@ QUEUE=(
   "$B --dataset fmnist --classes 0-9 --seeds 0 --method ae $ALSO --save-models $MODELS/fmnist-ae"
   "$B --dataset cifar10 --classes 0-9 --seeds 0 --method ae $ALSO --save-models $MODELS/cifar10-ae"
   "$B --dataset fmnist --classes 0-9 --seeds 0 --method rotnet_ae"
+  # the entropy correlation on the CIFAR-10 AE networks kept above (scoring only, minutes)
+  "python benchmarks/entropy_correlation.py --dataset cifar10 --normal 0-9 --data-root $ROOT --models $MODELS/cifar10-ae --json benchmarks/results/entropy_correlation/cifar10_ae_all.json"
   "$B --dataset cifar10 --classes 0-9 --seeds 0 --method rotnet_ae"
   # issue 3: ARNet cpu preset, seeds 1-2 (~20 min a data set and seed; CIFAR-10 ~40)
   "$B --dataset mnist --classes 0-9 --seeds 0-2 --method arnet"
