@@ -48,14 +48,18 @@ def _sync() -> None:
         torch.cuda.synchronize()
 
 
-def measure(method: str, preset: str, channels: int, size: int, batches: int) -> dict:
+def measure(
+    method: str, preset: str, channels: int, size: int, batches: int, channels_last: bool = False
+) -> dict:
     cls = get_method(method)
     cfg = cls.make_config(preset)
     torch.manual_seed(0)
     m = cls(cfg, channels, (size, size)).to(DEVICE)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    m.to(memory_format=fmt)
     stage = m.stages()[0]
     bs = stage.batch_size
-    x = torch.rand(bs, channels, size, size, device=DEVICE)
+    x = torch.rand(bs, channels, size, size, device=DEVICE).to(memory_format=fmt)
     opt = torch.optim.Adam(m.parameters(), lr=1e-4)
 
     def step():
@@ -71,7 +75,7 @@ def measure(method: str, preset: str, channels: int, size: int, batches: int) ->
     t_train = min(_timed(step) for _ in range(batches))
 
     m.eval()
-    xs = torch.rand(256, channels, size, size, device=DEVICE)
+    xs = torch.rand(256, channels, size, size, device=DEVICE).to(memory_format=fmt)
     with torch.no_grad():
         with FlopCounterMode(display=False) as fc:
             m.score(xs[:bs])
@@ -98,6 +102,12 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=32)
     ap.add_argument("--batches", type=int, default=6, help="timed repeats (best is kept)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument(
+        "--channels-last",
+        action="store_true",
+        help="time with channels-last weights and inputs (the training loop's layout for "
+        "methods that set it, e.g. utad)",
+    )
     ap.add_argument("--matmul-size", type=int, default=None, help="default 2048 CPU, 8192 GPU")
     args = ap.parse_args()
     global DEVICE
@@ -112,9 +122,13 @@ def main() -> None:
         if DEVICE.type == "cuda"
         else f"CPU, {torch.get_num_threads()} threads"
     )
-    rows = [measure(args.method, p, args.channels, args.size, args.batches) for p in presets]
+    rows = [
+        measure(args.method, p, args.channels, args.size, args.batches, args.channels_last)
+        for p in presets
+    ]
+    layout = "channels-last" if args.channels_last else "channels-first"
     t = Table(
-        title=f"{args.method}, {args.channels}x{args.size}x{args.size}, {where}; "
+        title=f"{args.method}, {args.channels}x{args.size}x{args.size}, {layout}, {where}; "
         f"matmul peak {peak / 1e9:.1f} GFLOP/s"
     )
     for col in (
