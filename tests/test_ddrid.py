@@ -103,6 +103,13 @@ def test_joint_loss_is_the_sum_of_the_three_losses():
     assert float(d["x_r"].abs().max()) > 1e-3
     torch.testing.assert_close(m.training_step(x, "joint"), want, rtol=1e-4, atol=1e-4)
 
+    # the score's extras keep x_r's sign (a grid draws it on a diverging scale)
+    m.eval()
+    with torch.no_grad():
+        m.calibrate(x)
+        x_r = m.score(x).extras["x_r"]
+    assert bool((x_r < 0).any()) and bool((x_r > 0).any())
+
 
 def test_latent_constraint_is_pluggable():
     calls = []

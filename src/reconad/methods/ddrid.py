@@ -345,8 +345,8 @@ class DDRID(Method):
         return ScoreOutput(
             image_score=parts[self.config.score],
             anomaly_map=amap,
-            # in image space; x_r is signed, its magnitude is shown so that a grid can draw it
-            extras={"input": x, "x_n": x_n, "x_r": x_r.abs(), "residual": amap},
+            # in image space; x_r is signed (grids draw it on a diverging scale around 0)
+            extras={"input": x, "x_n": x_n, "x_r": x_r, "residual": amap},
             # S_lat and S_img, each standardised on held-out normals
             components={"latent": parts["latent"], "image": parts["image"]},
         )

@@ -58,6 +58,15 @@ def _show(ax, img: np.ndarray, cmap: str | None = None, vmax: float | None = Non
 
 
 MAP_KEYS = ("error", "map", "anomaly_map", "residual")
+# signed images (e.g. DDR-ID's residual component x_r): drawn around 0 on a diverging scale
+SIGNED_KEYS = ("x_r",)
+
+
+def _show_signed(ax, img: np.ndarray, vmax: float) -> None:
+    """Show a signed (C, H, W) image, averaged over channels, blue < 0 < red."""
+    ax.imshow(img.mean(axis=0) if img.ndim == 3 else img, cmap="coolwarm", vmin=-vmax, vmax=vmax)
+    ax.set_xticks([])
+    ax.set_yticks([])
 
 
 def save_extras_grid(
@@ -70,13 +79,15 @@ def save_extras_grid(
 ) -> Path:
     """One row per image, one column per named intermediate image (``extras``).
 
-    Maps (names in ``MAP_KEYS``) are drawn with a shared colour scale, so rows compare.
+    Maps (names in ``MAP_KEYS``) are drawn with a shared colour scale, so rows compare;
+    signed images (``SIGNED_KEYS``) on a shared diverging scale centred at 0.
     With ``overlay`` (anomaly maps ``(N, H, W)`` at the size of ``extras["input"]``), a last
     column shows each map over its input, so one sees where the image was flagged.
     """
     keys = list(extras)
     n = min(n, len(next(iter(extras.values()))))
     vmax = max((float(np.max(extras[k][:n])) for k in keys if k in MAP_KEYS), default=None)
+    smax = {k: max(float(np.abs(extras[k][:n]).max()), 1e-12) for k in keys if k in SIGNED_KEYS}
     show_overlay = overlay is not None and "input" in extras
     cols = len(keys) + int(show_overlay)
     fig, axes = plt.subplots(n, cols, figsize=(1.6 * cols, 1.6 * n), squeeze=False)
@@ -89,12 +100,15 @@ def save_extras_grid(
     for i in range(n):
         for j, k in enumerate(keys):
             is_map = k in MAP_KEYS
-            _show(
-                axes[i, j],
-                extras[k][i],
-                cmap="inferno" if is_map else None,
-                vmax=(vmax or 1.0) if is_map else None,
-            )
+            if k in smax:
+                _show_signed(axes[i, j], extras[k][i], smax[k])
+            else:
+                _show(
+                    axes[i, j],
+                    extras[k][i],
+                    cmap="inferno" if is_map else None,
+                    vmax=(vmax or 1.0) if is_map else None,
+                )
             if i == 0:
                 axes[i, j].set_title(k, fontsize=8)
         text = []
