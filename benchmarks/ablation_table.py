@@ -1,6 +1,7 @@
 """Issue 5's ablation table from the one-class runs that scoring_ablation.sh makes.
 
-Per variant: mean AUROC over the classes (and its std over seeds), each alternative score's
+Per variant: mean AUROC over the classes (and its std over seeds, when there are several),
+the total fit and scoring wall time, each alternative score's
 mean (e.g. rotnet_ae's ``coarse``: the score without refinement), the classes covered, the
 total fit time and the number of runs; ARNet's published mean (the goal) beside them. The table is
 built from the per-class result files, not from ``summary.json``, so a run still under way
@@ -24,6 +25,11 @@ VARIANTS = [
     ("ae+multiview+entropy-subtract", "AE, multiview, entropy (subtract)"),
     ("rotnet_ae", "rotnet_ae (with refinement)"),
 ]
+# What each alternative score of a run is, in the issue's words (others keep their name).
+COMPONENT_LABELS = {
+    ("rotnet_ae", "coarse"): "rotnet_ae without refinement (coarse score, same networks)",
+    ("rotnet_ae", "rotation"): "rotnet_ae, rotation head alone (same networks)",
+}
 # A variant without its own folder is read from the plain AE's run when that run scored it
 # too (``reconad benchmark --also-score ...``): the same trained networks, scored both ways.
 N_CLASSES = 10
@@ -40,13 +46,13 @@ def _same_classes(label: str, base_records: list[dict], classes: list[int]) -> s
     parts = [f"plain {sub['mean']:.1f}"]
     parts += [f"{k[1:]} {v:.1f}" for k, v in sub["component_means"].items() if k.startswith("+")]
     n = len(classes)
-    return f"| {label}: the AE over the same {n} classes | {'; '.join(parts)} | {n} | | |"
+    return f"| {label}: the AE over the same {n} classes | {'; '.join(parts)} | {n} | | | |"
 
 
 def table(dataset: str, root: Path) -> str:
     """The markdown table for the variants found under ``root/dataset``."""
-    head = "| variant | mean AUROC | classes | runs | fit, all runs |"
-    lines = [head, "|---|---|---|---|---|"]
+    head = "| variant | mean AUROC | classes | runs | fit, all runs | scoring, all runs |"
+    lines = [head, "|---|---|---|---|---|---|"]
     base_records = collect_records(root / dataset / "ae")
     base = summarize(base_records) if base_records else None
     shared = base["component_means"] if base else {}
@@ -54,25 +60,30 @@ def table(dataset: str, root: Path) -> str:
         records = collect_records(root / dataset / folder)
         tag = folder[len("ae") :]
         if not records and tag in shared:
-            lines.append(f"| {label} | {shared[tag]:.1f} | {_classes(base)} | (the `ae` run) | |")
+            lines.append(f"| {label} | {shared[tag]:.1f} | {_classes(base)} | (the `ae` run) | | |")
             continue
         if not records:
-            lines.append(f"| {label} | not run ({root / dataset / folder}) | | | |")
+            lines.append(f"| {label} | not run ({root / dataset / folder}) | | | | |")
             continue
         s = summarize(records)
-        std, fit = s["mean_std_over_seeds"], f"{s['total_fit_seconds'] / 60:.0f} min"
+        fit = f"{s['total_fit_seconds'] / 60:.0f} min"
+        scored = f"{sum(r['score_seconds'] for r in records) / 60:.0f} min"
         n, runs = _classes(s), s["n_runs"]
-        lines.append(f"| {label} | {s['mean']:.1f} ± {std:.1f} | {n} | {runs} | {fit} |")
-        for name, mean in s["component_means"].items():
+        mean = f"{s['mean']:.1f}"
+        if len({r["seed"] for r in records}) > 1:
+            mean += f" ± {s['mean_std_over_seeds']:.1f}"
+        lines.append(f"| {label} | {mean} | {n} | {runs} | {fit} | {scored} |")
+        for name, cmean in s["component_means"].items():
             if name.startswith("+"):
                 continue  # scoring variants: shown as rows of their own above
-            lines.append(f"| {label}: {name} score | {mean:.1f} | {n} | {runs} | (same run) |")
+            what = COMPONENT_LABELS.get((folder, name), f"{label}: {name} score")
+            lines.append(f"| {what} | {cmean:.1f} | {n} | {runs} | (same run) | |")
         classes = [row["class"] for row in s["rows"]]
         if folder != "ae" and base and len(classes) < N_CLASSES:
             lines.append(_same_classes(label, base_records, classes))
     arnet = published_auroc("arnet", dataset).get("mean")  # the issue's goal
     if arnet is not None:
-        lines.append(f"| ARNet, published | {arnet} | {N_CLASSES} | | |")
+        lines.append(f"| ARNet, published | {arnet} | {N_CLASSES} | | | |")
     return "\n".join(lines)
 
 

@@ -85,6 +85,18 @@ def test_fit_ae_with_epochs_and_set(png_folders, tmp_path):
     assert len(cfg["training"]["history"]) == 2
 
 
+def test_fit_set_score_reaches_the_method_not_the_scoring_option(png_folders, tmp_path):
+    # DDR-ID's own `score` (fused, latent or image) shares its name with --score
+    out = tmp_path / "ddrid"
+    r = _invoke(
+        "fit", "--data", png_folders[0], "--out", out, "--method", "ddrid", "--epochs", "1",
+        "--set", "pretrain_epochs=1", "--set", "score=latent", "--no-progress",
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["hparams"]["score"] == "latent" and cfg["scoring"]["score"] == "native"
+
+
 def test_predict_prints_score_and_verdict_and_writes_heatmaps(pca_model, png_folders, tmp_path):
     r = _invoke("predict", "--model", pca_model, png_folders[1], "--heatmaps", tmp_path / "hm")
     assert r.exit_code == 0, r.output

@@ -86,9 +86,13 @@ def test_every_bottleneck_trains_and_scores_deterministically(bottleneck):
     m.train()
     loss = m.training_step(x, "refine")
     assert loss.ndim == 0 and torch.isfinite(loss)
+    with torch.no_grad():  # the refinement starts as the identity: make its code matter
+        m.r_decoder[-1].weight.normal_(0, 0.1, generator=torch.Generator().manual_seed(1))
     m.eval()
     with torch.no_grad():
         a, b = m.reconstruct(x), m.reconstruct(x)
+        coarse = m.coarse(x)
+    assert (a - coarse).abs().max() > 1e-3  # the bottleneck's code reaches the output
     torch.testing.assert_close(a, b, rtol=0, atol=0)  # no noise or sampling at test time
 
 
@@ -103,7 +107,9 @@ def test_memory_addressing_is_sparse_and_sums_to_one():
     assert (w.argmax(1) == torch.arange(8)).all()  # each code finds its own prototype
     out, aux = m.bottleneck.eval()(z)
     torch.testing.assert_close(out, w @ m.bottleneck.memory)  # a mix of memory items
-    assert aux >= 0
+    # the auxiliary loss is the addressing entropy (MemAE), weighted
+    ent = -(w * torch.log(w.clamp_min(1e-12))).sum(1).mean().detach()
+    assert float(aux.detach()) == pytest.approx(m.config.entropy_weight * float(ent), rel=1e-4)
 
 
 def test_without_refinement_the_output_is_the_coarse_reconstruction():

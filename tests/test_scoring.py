@@ -12,12 +12,14 @@ from typer.testing import CliRunner
 
 from reconad import Detector
 from reconad.cli import app
+from reconad.methods import get_method
 from reconad.methods.base import Method
 from reconad.scoring import (
     MULTIVIEW,
     RandomFeatures,
     ScoreFusion,
     bits_per_pixel,
+    check_options,
     compute_views,
     difficulty,
     feature_dissimilarity,
@@ -203,6 +205,40 @@ def test_multiview_needs_a_reconstruction(mnist_small):
         Detector("ae", difficulty="jpeg").fit(train)
     with pytest.raises(ValueError, match="held-out"):
         Detector("ae", score="multiview", val_fraction=0.0).fit(train)
+
+
+@pytest.mark.parametrize("method", ["rotnet_ae", "ddrid", "ocsvm"])
+def test_dividing_a_signed_native_score_is_refused(method):
+    cls = get_method(method)
+    with pytest.raises(ValueError, match="negative.*subtract"):
+        check_options(cls, "native", "entropy", "divide")
+    check_options(cls, "native", "entropy", "subtract")  # allowed
+    check_options(cls if method != "ocsvm" else get_method("ae"), "multiview", "entropy", "divide")
+    check_options(get_method("ae"), "native", "entropy", "divide")  # MSE is never negative
+
+
+def test_subtract_without_a_difficulty_is_refused():
+    with pytest.raises(ValueError, match="needs a difficulty"):
+        check_options(get_method("ae"), "multiview", "none", "subtract")
+
+
+def test_fusion_refuses_to_divide_a_negative_view():
+    values = {"native": np.array([-1.0, 0.5, 2.0]), "difficulty": np.array([1.0, 2.0, 3.0])}
+    with pytest.raises(ValueError, match="negative.*subtract"):
+        ScoreFusion(("native",), "entropy").fit(values)
+    ScoreFusion(("native",), "entropy", "subtract").fit(values)
+
+
+def test_a_method_setting_named_score_is_not_taken_for_the_scoring_option(mnist_small):
+    train, _, _ = _mnist(mnist_small)
+    with pytest.raises(ValueError, match="--set score=latent"):
+        Detector("ddrid", score="latent").fit(train)
+    det = Detector("ddrid", hparams={"score": "latent"}, epochs_scale=0.05, progress=False)
+    det.fit(train)
+    assert det.method_.config.score == "latent" and det.score == "native"
+    some = train.subset(np.arange(20))
+    latent = det.explain(some, maps=False)["components"]["latent"]
+    np.testing.assert_allclose(det.score_samples(some), latent, rtol=1e-5)
 
 
 def test_cli_rejects_bad_scoring_before_training(tmp_path):

@@ -137,8 +137,8 @@ def run_one_class(
         epochs_scale=epochs_scale,
         val_fraction=val_fraction,
         accelerator=accelerator,
+        hparams=hparams,
         **(scoring or {}),
-        **(hparams or {}),
     )
     t0 = time.perf_counter()
     det.fit(split.train, validation=split.val)

@@ -182,7 +182,7 @@ def fit(
     from reconad.detector import Detector
 
     hp = _parse_set(set_)
-    hp.update(_scoring(method, score, difficulty, difficulty_mode))
+    scoring = _scoring(method, score, difficulty, difficulty_mode)
     if epochs is not None:
         hp["epochs"] = epochs
     ckpt = out.with_name(f".{out.name}.checkpoint")
@@ -201,7 +201,8 @@ def fit(
         precision=precision,
         checkpoint_dir=ckpt,
         progress=progress,
-        **hp,
+        hparams=hp,
+        **scoring,
     )
     try:
         det.fit(data)

@@ -70,7 +70,7 @@ def run_demo(
         seed=seed,
         progress=progress,
         epochs_scale=epochs_scale,
-        **DEMO_HPARAMS.get(method, {}),
+        hparams=DEMO_HPARAMS.get(method, {}),
     )
     t0 = time.perf_counter()
     det.fit(train)

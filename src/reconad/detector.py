@@ -60,7 +60,9 @@ class Detector:
         difficulty: ``none``, ``entropy``, ``bpp`` or ``gradient``: normalise the score by
             how hard the image is to reconstruct.
         difficulty_mode: ``divide`` or ``subtract`` (slope fitted on held-out normals).
-        **hparams: the method's hyper-parameters (see its ``Config``).
+        hparams: the method's hyper-parameters (see its ``Config``), as a dict: the way to
+            set one whose name is also a Detector option (DDR-ID's own ``score``).
+        **more_hparams: further hyper-parameters as keywords (they win over ``hparams``).
     """
 
     def __init__(
@@ -83,7 +85,8 @@ class Detector:
         score: str = "native",
         difficulty: str = "none",
         difficulty_mode: str = "divide",
-        **hparams: Any,
+        hparams: dict[str, Any] | None = None,
+        **more_hparams: Any,
     ) -> None:
         self.method = method
         self.preset = preset
@@ -102,7 +105,7 @@ class Detector:
         self.score = score
         self.difficulty = difficulty
         self.difficulty_mode = difficulty_mode
-        self.hparams = hparams
+        self.hparams = {**(hparams or {}), **more_hparams}
 
     # ---- fitting ------------------------------------------------------------------------
     def fit(self, X: ImageInput, y: Any = None, *, validation: ImageInput | None = None):

@@ -281,7 +281,7 @@ def _run_seed(
         progress=progress,
         epochs_scale=settings["epochs_scale"],
         accelerator=accelerator,
-        **settings["hparams"],
+        hparams=settings["hparams"],
     )
     t0 = time.perf_counter()
     det.fit(fit, validation=val)

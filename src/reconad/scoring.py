@@ -29,6 +29,7 @@ plain floats, saved as JSON.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import struct
 from typing import Any
@@ -294,6 +295,11 @@ class ScoreFusion:
         self.stats_: dict[str, Standardizer] = {}
         for name in self.views:
             v = np.asarray(values[name], dtype=np.float64)
+            if d is not None and self.mode == "divide" and v.size and float(v.min()) < 0:
+                raise ValueError(
+                    f"view {name!r} is negative on some held-out normals: dividing it by "
+                    f"{self.difficulty!r} would reverse their order; use mode='subtract'"
+                )
             if d is not None and self.mode == "subtract":
                 var = float(np.var(d))
                 cov = float(np.mean((d - d.mean()) * (v - v.mean())))
@@ -348,11 +354,30 @@ def check_options(method_cls: type, score: str, difficulty_name: str, mode: str)
             implement ``reconstruct``.
     """
     if score not in SCORES:
-        raise ValueError(f"unknown score {score!r}; choose from {SCORES}")
+        own = {f.name for f in dataclasses.fields(method_cls.Config)} if method_cls else set()
+        hint = (
+            f"; {method_cls.name}'s own 'score' setting is a hyper-parameter: --set "
+            f"score={score} (in Python, hparams={{'score': {score!r}}})"
+            if "score" in own
+            else ""
+        )
+        raise ValueError(f"unknown score {score!r}; choose from {SCORES}{hint}")
     if difficulty_name not in DIFFICULTIES:
         raise ValueError(f"unknown difficulty {difficulty_name!r}; choose from {DIFFICULTIES}")
     if mode not in MODES:
         raise ValueError(f"unknown difficulty mode {mode!r}; choose from {MODES}")
+    if mode != "divide" and difficulty_name == "none":
+        raise ValueError(
+            f"difficulty_mode={mode!r} needs a difficulty (entropy, bpp or gradient); "
+            "with difficulty='none' nothing is subtracted"
+        )
+    if score == "native" and difficulty_name != "none" and mode == "divide":
+        if getattr(method_cls, "signed_score", False):
+            raise ValueError(
+                f"{method_cls.name}'s own score can be negative, and dividing it by a "
+                "difficulty would reverse the order of the images scored below zero: use "
+                "difficulty_mode='subtract', or score='multiview' (whose views are errors)"
+            )
     from reconad.methods.base import Method
 
     if score == "multiview" and method_cls.reconstruct is Method.reconstruct:

@@ -127,7 +127,7 @@ def run_adversarial(
                 seed=seed,
                 progress=progress,
                 epochs_scale=epochs_scale,
-                **(hparams or {}),
+                hparams=hparams,
             )
             det.fit(fit_set)
             det.save(model_dir)

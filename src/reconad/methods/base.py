@@ -103,6 +103,9 @@ class Method(nn.Module):
     min_size: ClassVar[int] = 1
     #: whether ``score`` returns a pixel map
     produces_maps: ClassVar[bool] = True
+    #: whether the image score can be negative (a sum of z-scores, a decision function):
+    #: then dividing it by a difficulty would reverse the order of images below zero
+    signed_score: ClassVar[bool] = False
     #: train with 4-d weights in channels-last layout (same maths; on CPU, oneDNN runs the
     #: small-channel convolutions of some networks 25-35% faster that way; see the loop)
     channels_last: ClassVar[bool] = False

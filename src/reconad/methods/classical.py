@@ -244,6 +244,7 @@ class OneClassSVMMethod(_Classical):
     """RBF One-Class SVM on the leading PCA components of the pixels."""
 
     name = "ocsvm"
+    signed_score = True  # minus a decision function
     summary = "One-Class SVM (RBF, nu=0.1) on 64 PCA components of raw pixels"
     provenance = "classical baseline (scikit-learn PCA + OneClassSVM); defaults as in METHODS.md"
 
