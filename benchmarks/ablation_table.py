@@ -30,6 +30,9 @@ COMPONENT_LABELS = {
     ("rotnet_ae", "coarse"): "rotnet_ae without refinement (coarse score, same networks)",
     ("rotnet_ae", "rotation"): "rotnet_ae, rotation head alone (same networks)",
 }
+# Alternative scores whose model is the run's model minus some training stages: their fit
+# time is the run's minus those stages' (from the records' ``stage_seconds``).
+COMPONENT_SKIPS = {("rotnet_ae", "coarse"): ("refine",)}
 # A variant without its own folder is read from the plain AE's run when that run scored it
 # too (``reconad benchmark --also-score ...``): the same trained networks, scored both ways.
 N_CLASSES = 10
@@ -49,6 +52,20 @@ def _same_classes(label: str, base_records: list[dict], classes: list[int]) -> s
     return f"| {label}: the AE over the same {n} classes | {'; '.join(parts)} | {n} | | | |"
 
 
+def _dur(sec: float) -> str:
+    return f"{sec:.0f} s" if sec < 120 else f"{sec / 60:.0f} min"
+
+
+def _fit_without(records: list[dict], skipped: tuple[str, ...] | None) -> str:
+    """Total fit minutes without the ``skipped`` training stages ("(same run)" if none)."""
+    if not skipped or not all("stage_seconds" in r for r in records):
+        return "(same run)"
+    sec = sum(
+        r["fit_seconds"] - sum(r["stage_seconds"].get(k, 0) for k in skipped) for r in records
+    )
+    return f"{_dur(sec)} (without {', '.join(skipped)})"
+
+
 def table(dataset: str, root: Path) -> str:
     """The markdown table for the variants found under ``root/dataset``."""
     head = "| variant | mean AUROC | classes | runs | fit, all runs | scoring, all runs |"
@@ -66,8 +83,8 @@ def table(dataset: str, root: Path) -> str:
             lines.append(f"| {label} | not run ({root / dataset / folder}) | | | | |")
             continue
         s = summarize(records)
-        fit = f"{s['total_fit_seconds'] / 60:.0f} min"
-        scored = f"{sum(r['score_seconds'] for r in records) / 60:.0f} min"
+        fit = _dur(s["total_fit_seconds"])
+        scored = _dur(sum(r["score_seconds"] for r in records))
         n, runs = _classes(s), s["n_runs"]
         mean = f"{s['mean']:.1f}"
         if len({r["seed"] for r in records}) > 1:
@@ -77,7 +94,8 @@ def table(dataset: str, root: Path) -> str:
             if name.startswith("+"):
                 continue  # scoring variants: shown as rows of their own above
             what = COMPONENT_LABELS.get((folder, name), f"{label}: {name} score")
-            lines.append(f"| {what} | {cmean:.1f} | {n} | {runs} | (same run) | |")
+            cfit = _fit_without(records, COMPONENT_SKIPS.get((folder, name)))
+            lines.append(f"| {what} | {cmean:.1f} | {n} | {runs} | {cfit} | |")
         classes = [row["class"] for row in s["rows"]]
         if folder != "ae" and base and len(classes) < N_CLASSES:
             lines.append(_same_classes(label, base_records, classes))
