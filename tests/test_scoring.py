@@ -200,7 +200,7 @@ def test_multiview_detector_survives_save_and_load(mnist_small, tmp_path):
 def test_multiview_needs_a_reconstruction(mnist_small):
     train, _, _ = _mnist(mnist_small)
     with pytest.raises(ValueError, match="reconstruct"):
-        Detector("pca", score="multiview").fit(train)
+        Detector("iforest", score="multiview").fit(train)
     with pytest.raises(ValueError, match="difficulty"):
         Detector("ae", difficulty="jpeg").fit(train)
     with pytest.raises(ValueError, match="held-out"):
@@ -243,7 +243,7 @@ def test_a_method_setting_named_score_is_not_taken_for_the_scoring_option(mnist_
 
 def test_cli_rejects_bad_scoring_before_training(tmp_path):
     r = CliRunner().invoke(
-        app, ["fit", "--data", str(tmp_path), "--out", str(tmp_path / "m"), "--method", "pca",
+        app, ["fit", "--data", str(tmp_path), "--out", str(tmp_path / "m"), "--method", "iforest",
               "--score", "multiview"],
     )  # fmt: skip
     assert r.exit_code == 2 and "reconstruct" in r.output
@@ -270,7 +270,7 @@ def test_score_variant_reuses_the_trained_network(mnist_small):
     )
     np.testing.assert_allclose(fused.score_samples(test), variant, rtol=1e-6, atol=1e-9)
     with pytest.raises(ValueError, match="reconstruct"):
-        Detector("pca").fit(train, validation=val).score_variant(test, val, "multiview")
+        Detector("iforest").fit(train, validation=val).score_variant(test, val, "multiview")
 
 
 @pytest.mark.parametrize(
@@ -296,6 +296,19 @@ def test_parse_variant_rejects_unknown_tags(tag):
 
     with pytest.raises(ValueError, match="scoring variant"):
         parse_variant(tag)
+
+
+def test_pca_is_a_reconstruction_method_for_multiview(mnist_small):
+    train, val, test = _mnist(mnist_small)
+    det = Detector("pca").fit(train, validation=val)
+    x = torch.from_numpy(test.images[:8]).float() / 255.0
+    rec = det.method_.reconstruct(x)
+    assert rec.shape == x.shape and 0 <= float(rec.min()) and float(rec.max()) <= 1
+    err = det.method_.score(x).image_score  # the unclipped projection's error
+    clipped = (x - rec).square().flatten(1).sum(1)  # clipping to [0, 1] moves it towards x
+    assert bool((clipped <= err + 1e-4).all()) and bool((clipped > 0.5 * err).all())
+    mv = det.score_variant(test, val, "multiview")
+    assert mv.shape == (len(test),) and np.isfinite(mv).all()
 
 
 def test_benchmark_reports_scoring_variants_of_one_fit(tmp_path):

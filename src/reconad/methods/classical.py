@@ -113,14 +113,24 @@ class PCAReconstruction(_Classical):
         ``inverse_transform``), so the map sums to the score; the reconstruction shown in
         ``extras`` is clipped to [0, 1] for display.
         """
-        self._check_fitted(self.components)
-        flat = self._flat(x).to(self.mean.device)
-        rec = (flat - self.mean) @ self.components.T @ self.components + self.mean
+        flat, rec = self._project(x)
         err = (flat - rec).square()
         shape = (x.shape[0], self.channels, *self.image_size)
         anomaly_map = err.reshape(shape).sum(1, keepdim=True).float()
         reconstruction = rec.reshape(shape).clamp(0.0, 1.0).float()
         return ScoreOutput(err.sum(1), anomaly_map, {"reconstruction": reconstruction})
+
+    def _project(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The flattened pixels and their (unclipped) projection onto the kept components."""
+        self._check_fitted(self.components)
+        flat = self._flat(x).to(self.mean.device)
+        return flat, (flat - self.mean) @ self.components.T @ self.components + self.mean
+
+    @torch.no_grad()
+    def reconstruct(self, x: Tensor) -> Tensor:
+        """The projection as an image, clipped to [0, 1] (for multi-view scoring)."""
+        rec = self._project(x)[1].reshape(x.shape[0], self.channels, *self.image_size)
+        return rec.clamp(0.0, 1.0).float()
 
 
 def average_path_length(n: Tensor) -> Tensor:
