@@ -15,18 +15,6 @@ MODELS=${MODELS:-../models}  # fitted detectors kept for later analyses (not com
 B="reconad benchmark --data-root $ROOT --no-progress"
 ALSO="--also-score multiview,multiview+entropy,multiview+entropy-subtract"
 MT="$B --dataset magnetic-tile --size 128"
-fresh_ae() {
-  # The first fmnist/ae run predates --also-score: its class files lack the variants, and
-  # the benchmark would skip them. Remove each such file (git history keeps them) so that
-  # the run re-makes it with the variants; files that have them are kept (a partial re-run).
-  local f
-  for f in benchmarks/results/"$1"/ae/class*_seed0.json; do
-    if [[ -f $f ]] && ! grep -q '"+multiview"' "$f"; then
-      echo "re-running $f with the scoring variants"
-      rm -f "$f"
-    fi
-  done
-}
 QUEUE=(
   # issue 7: the industrial table (UTAD ~30 min a seed, rotnet_ae ~30 min a seed; done)
   "$MT --method utad --seeds 0-2"
@@ -35,7 +23,6 @@ QUEUE=(
   #  its third seed: add --seeds 0-2 --set image_gan=false --set mutual_info=false
   #  --set expert_gan=false --out benchmarks/results/magnetic-tile/utad-no-gan-mi to $MT)
   # issue 5: the ablation (ae ~20 min a data set; rotnet_ae 15-20 min a class)
-  "fresh_ae fmnist"
   "$B --dataset fmnist --classes 0-9 --seeds 0 --method ae $ALSO --save-models $MODELS/fmnist-ae"
   "$B --dataset cifar10 --classes 0-9 --seeds 0 --method ae $ALSO --save-models $MODELS/cifar10-ae"
   "$B --dataset fmnist --classes 0-9 --seeds 0 --method rotnet_ae"

@@ -325,6 +325,15 @@ def test_benchmark_reports_scoring_variants_of_one_fit(tmp_path):
     assert rec["components"]["+entropy-subtract"] != pytest.approx(rec["auroc"])
     assert 0 <= rec["components"]["+entropy-subtract"] <= 100
     assert "+entropy-subtract" in r.output  # a column of the printed table
+    root = str(shared("mnist").parent)
+    args = ["benchmark", "--dataset", "mnist", "--method", "pca", "--classes", "1",
+            "--data-root", root, "--out", str(tmp_path), "--no-progress"]  # fmt: skip
+    r = CliRunner().invoke(app, [*args, "--also-score", "native"])  # a subset: kept as it is
+    assert r.exit_code == 0 and "again" not in r.output, r.output
+    r = CliRunner().invoke(app, [*args, "--also-score", "native,entropy"])  # a new variant
+    assert r.exit_code == 0 and "lacks +entropy: running it again" in r.output, r.output
+    again = json.loads((tmp_path / "class1_seed0.json").read_text())
+    assert again["auroc"] == pytest.approx(rec["auroc"]) and "+entropy" in again["components"]
     r = CliRunner().invoke(
         app, ["benchmark", "--dataset", "mnist", "--also-score", "jpeg", "--out", str(tmp_path)]
     )

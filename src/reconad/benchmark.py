@@ -237,6 +237,17 @@ def run_protocol(
                 f"{out_dir} holds class {rec.get('class')} seed {rec.get('seed')} run with other "
                 f"settings ({', '.join(bad)} differ): choose another --out, or the same settings"
             )
+    # A finished run that lacks a requested --also-score variant is run again (the same
+    # settings, so the new record only adds the variant), not skipped without it.
+    tags = {variant_name(*parse_variant(t)) or "+native" for t in also_score}
+    for key, rec in list(done.items()):
+        missing = tags - set(rec.get("components", {}))
+        if missing and key[0] in classes and key[1] in seeds:
+            log(
+                f"[{dataset}/{method}] class {key[0]}, seed {key[1]}: its record lacks "
+                f"{', '.join(sorted(missing))}: running it again"
+            )
+            del done[key]
     todo = [(c, s) for s in seeds for c in classes if (c, s) not in done]
     train = test = None
     if todo:
