@@ -283,6 +283,9 @@ class UTAD(Method):
         return _to_01(self.expert.reconstruct(_to_pm1(x), _to_pm1(self.impression(x))))
 
     def features(self, x: Tensor) -> Tensor | None:
+        """None: multi-view scoring uses the frozen random network. UTAD's encoders see
+        impressions (IE-Net) or an (x, impression) pair (Expert-Net), not the image alone, so
+        neither is a feature map of x and x_hat on equal terms."""
         return None
 
     def _explain(self, x: Tensor) -> dict[str, Tensor]:
