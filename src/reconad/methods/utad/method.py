@@ -283,9 +283,9 @@ class UTAD(Method):
         return _to_01(self.expert.reconstruct(_to_pm1(x), _to_pm1(self.impression(x))))
 
     def features(self, x: Tensor) -> Tensor | None:
-        """None: multi-view scoring uses the frozen random network. UTAD's encoders see
-        impressions (IE-Net) or an (x, impression) pair (Expert-Net), not the image alone, so
-        neither is a feature map of x and x_hat on equal terms."""
+        """None: multi-view scoring uses the frozen random network for UTAD. The Expert-Net
+        encodes an (image, impression) pair, not an image alone; IE-Net's encoder would do,
+        but is trained to discard detail into a coarse impression. Not measured either way."""
         return None
 
     def _explain(self, x: Tensor) -> dict[str, Tensor]:
