@@ -21,7 +21,9 @@ QUEUE=(
   "$MT --method rotnet_ae --seeds 0-2 --save-models $MODELS/mt-rotnet_ae"
   # (the no-GAN/MI ablation stopped at 2 seeds: their gap is consistent, AUPRO -12.2 / -9.7;
   #  its third seed: add --seeds 0-2 --set image_gan=false --set mutual_info=false
-  #  --set expert_gan=false --out benchmarks/results/magnetic-tile/utad-no-gan-mi to $MT)
+  #  --set expert_gan=false --set expert_epochs=20 (the preset's value when seeds 0-1 ran;
+  #  the folder refuses other settings) --out benchmarks/results/magnetic-tile/utad-no-gan-mi
+  #  to $MT)
   # issue 5: the ablation (ae ~20 min a data set; rotnet_ae 15-20 min a class)
   "$B --dataset fmnist --classes 0-9 --seeds 0 --method ae $ALSO --save-models $MODELS/fmnist-ae"
   "$B --dataset cifar10 --classes 0-9 --seeds 0 --method ae $ALSO --save-models $MODELS/cifar10-ae"

@@ -158,8 +158,13 @@ def test_protocol_writes_a_record_per_seed_and_resumes(category, tmp_path):
     # an analysis script's output beside the runs is not a record (utad_terms.py writes one)
     (out / "seed7.json").write_text(json.dumps({"model": "m", "rows": []}))
     assert collect_industrial(out) == recs
-    with pytest.raises(ValueError, match="other settings"):  # 16x16 runs beside 14x14 ones
+    with pytest.raises(ValueError, match="other settings.*size"):  # 16x16 beside 14x14
         run_industrial(str(category), "pca", [2], out, size=16)
+    with pytest.raises(ValueError, match="hparams.variance"):  # another hyper-parameter
+        run_industrial(str(category), "pca", [2], out, size=14, hparams={"variance": 0.5})
+    # the default, set explicitly, is the same run: resumed, not refused
+    again = run_industrial(str(category), "pca", [0], out, size=14, hparams={"variance": 0.9})
+    assert again == [rec]
 
 
 def test_saved_models_reload_and_score_as_in_the_run(category, tmp_path):

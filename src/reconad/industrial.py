@@ -28,7 +28,13 @@ from typing import Any
 
 import numpy as np
 
-from reconad.benchmark import git_commit, hardware, peak_rss_mb
+from reconad.benchmark import (
+    git_commit,
+    hardware,
+    peak_rss_mb,
+    resolved_settings,
+    settings_mismatch,
+)
 from reconad.calibration import threshold_at_fpr
 from reconad.data.folders import read_mvtec
 from reconad.data.imageset import DataError, ImageSet
@@ -235,11 +241,19 @@ def run_industrial(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     records = collect_industrial(out_dir)
+    # The protocol's own settings compare as stored; the method's hyper-parameters as
+    # resolved (preset defaults included), as the one-class protocol does, so a changed
+    # default is caught and an explicit --set equal to the default is not refused.
+    wanted = resolved_settings(method, settings["preset"], hparams, epochs_scale)
+    protocol = [k for k in settings if k not in ("preset", "hparams", "epochs_scale", "method")]
     for rec in records:
-        if rec.get("settings") != settings:
+        stored = rec.get("settings") or {}
+        bad = [k for k in protocol if stored.get(k) != settings[k]]
+        bad += settings_mismatch({**rec, "epochs_scale": stored.get("epochs_scale")}, wanted)
+        if bad:
             raise ValueError(
                 f"{out_dir} holds seed {rec.get('seed')} run with other settings "
-                f"({rec.get('settings')}, now {settings}): choose another --out"
+                f"({', '.join(bad)} differ): choose another --out, or the same settings"
             )
     done = {r["seed"] for r in records}
     train = test = None
