@@ -50,7 +50,15 @@ def hardware(accelerator: str = "cpu") -> str:
 
     if accelerator in ("cuda", "gpu", "auto") and torch.cuda.is_available():
         return f"cuda: {torch.cuda.get_device_name(0)}"
-    return f"cpu: {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
+    model = ""
+    try:  # the host's CPU model: timings from different hosts differ by up to 2x here
+        with open("/proc/cpuinfo") as f:
+            names = (ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
+            model = next(names, "")
+    except OSError:
+        pass
+    where = f"{model}, " if model else ""
+    return f"cpu: {where}{os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
 
 
 def class_name(names: list[str] | None, c: int) -> str:
@@ -193,6 +201,7 @@ def run_one_class(
         "input": cfg["input"],
         "epochs_scale": epochs_scale,
         "hardware": hardware(accelerator),
+        "channels_last": bool(det.method_.channels_last),  # training layout (same maths)
         "versions": versions(),
         "git_commit": git_commit(),
     }

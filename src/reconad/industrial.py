@@ -324,6 +324,7 @@ def _run_seed(
         "hparams": cfg["hparams"],
         "input": cfg["input"],
         "hardware": hardware(accelerator),
+        "channels_last": bool(det.method_.channels_last),  # training layout (same maths)
         "versions": versions(),
         "git_commit": git_commit(),
     }

