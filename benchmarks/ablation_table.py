@@ -12,8 +12,11 @@ built from the per-class result files, not from ``summary.json``, so a run still
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
+
+import numpy as np
 
 from reconad.benchmark import collect_records, summarize
 from reconad.reference import published_auroc
@@ -105,6 +108,41 @@ def table(dataset: str, root: Path) -> str:
     return "\n".join(lines)
 
 
+CORRELATED = (  # (score, difficulty, mode) rows of entropy_correlation.py, in the issue's order
+    ("native", "none", "-"),
+    ("native", "entropy", "divide"),
+    ("native", "entropy", "subtract"),
+    ("multiview", "none", "-"),
+    ("multiview", "entropy", "divide"),
+    ("multiview", "entropy", "subtract"),
+)
+
+
+def entropy_table(dataset: str, root: Path) -> str:
+    """Mean Spearman correlation of each score with image entropy on the normal test images
+    (``benchmarks/entropy_correlation.py --models``, the benchmark's own AE networks)."""
+    path = root / "entropy_correlation" / f"{dataset}_ae_all.json"
+    if not path.exists():
+        return f"(no entropy correlation yet: {path})"
+    classes = json.loads(path.read_text())["classes"]
+    lines = ["| AE score | Spearman with entropy (mean over classes) | AUROC |", "|---|---|---|"]
+    for key in CORRELATED:
+        rows = [
+            r
+            for res in classes.values()
+            for r in res["rows"]
+            if (r["score"], r["difficulty"], r["mode"]) == key
+        ]
+        name = " + ".join(k for k in key if k not in ("none", "-"))
+        rho = np.mean([r["spearman_entropy"] for r in rows])
+        auc = np.mean([r["auroc"] for r in rows])
+        lines.append(f"| {name} | {rho:+.2f} | {auc:.1f} |")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
     ds = sys.argv[1] if len(sys.argv) > 1 else "fmnist"
-    print(table(ds, Path(sys.argv[2] if len(sys.argv) > 2 else "benchmarks/results")))
+    where = Path(sys.argv[2] if len(sys.argv) > 2 else "benchmarks/results")
+    print(table(ds, where))
+    print()
+    print(entropy_table(ds, where))
