@@ -68,6 +68,22 @@ def test_inputs_arrays_tensors_floats_and_channels_last_agree(fitted, mnist_smal
     np.testing.assert_allclose(fitted.score_samples(u8 / 255.0), ref, rtol=1e-6)
 
 
+def test_channels_last_scoring_agrees_and_leaves_the_usual_layout(fitted, mnist_small):
+    _, test, _ = mnist_small
+    u8 = test.images[:40]
+    assert fitted.method_.channels_last  # the AE scores channels-last
+    fast = fitted.score_samples(u8)
+    fast_maps = fitted.anomaly_maps(u8)
+    assert all(p.is_contiguous() for p in fitted.method_.parameters())  # put back
+    type(fitted.method_).channels_last = False
+    try:
+        plain, plain_maps = fitted.score_samples(u8), fitted.anomaly_maps(u8)
+    finally:
+        type(fitted.method_).channels_last = True
+    np.testing.assert_allclose(fast, plain, rtol=1e-4)
+    np.testing.assert_allclose(fast_maps, plain_maps, rtol=1e-3, atol=1e-6)
+
+
 def test_image_files_and_folders_are_read(fitted, mnist_small, tmp_path):
     from PIL import Image
 
