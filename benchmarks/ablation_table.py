@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from entropy_correlation import SUMMARY as CORRELATED  # the script beside this one
 
 from reconad.benchmark import collect_records, summarize
 from reconad.reference import published_auroc
@@ -106,16 +107,6 @@ def table(dataset: str, root: Path) -> str:
     if arnet is not None:
         lines.append(f"| ARNet, published | {arnet} | {N_CLASSES} | | | |")
     return "\n".join(lines)
-
-
-CORRELATED = (  # (score, difficulty, mode) rows of entropy_correlation.py, in the order
-    ("native", "none", "-"),
-    ("native", "entropy", "divide"),
-    ("native", "entropy", "subtract"),
-    ("multiview", "none", "-"),
-    ("multiview", "entropy", "divide"),
-    ("multiview", "entropy", "subtract"),
-)
 
 
 def entropy_table(dataset: str, root: Path) -> str:
