@@ -109,6 +109,11 @@ def settings_mismatch(record: dict[str, Any], wanted: dict[str, Any]) -> list[st
     return bad
 
 
+def _variant_key(tag: str) -> str:
+    """The key an ``--also-score`` variant's AUROC has in a record's ``components``."""
+    return variant_name(*parse_variant(tag)) or "+native"
+
+
 def run_one_class(
     dataset: str,
     train,
@@ -166,11 +171,8 @@ def run_one_class(
         k: 100 * image_metrics(labels, v)["auroc"] for k, v in scored["components"].items()
     }
     for tag in also_score:
-        score, difficulty, mode = parse_variant(tag)
-        v = det.score_variant(split.test, split.val, score, difficulty, mode)
-        components[variant_name(score, difficulty, mode) or "+native"] = (
-            100 * image_metrics(labels, v)["auroc"]
-        )
+        v = det.score_variant(split.test, split.val, *parse_variant(tag))
+        components[_variant_key(tag)] = 100 * image_metrics(labels, v)["auroc"]
     return {
         "dataset": dataset,
         "method": method,
@@ -248,7 +250,7 @@ def run_protocol(
             )
     # A finished run that lacks a requested --also-score variant is run again (the same
     # settings, so the new record only adds the variant), not skipped without it.
-    tags = {variant_name(*parse_variant(t)) or "+native" for t in also_score}
+    tags = {_variant_key(t) for t in also_score}
     for key, rec in list(done.items()):
         missing = tags - set(rec.get("components", {}))
         if missing and key[0] in classes and key[1] in seeds:
