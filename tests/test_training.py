@@ -111,8 +111,10 @@ def test_non_finite_loss_stops_with_a_clear_error():
             return super().training_step(batch, stage) * float("nan")
 
     m = Diverges(base.make_config(epochs=1), 1, (32, 32))
+    assert m.channels_last  # trains channels-last: the error must not leave it that way
     with pytest.raises(TrainingError, match="stage 'train', epoch 1"):
         train(m, _images(), TrainConfig(progress=False))
+    assert all(p.is_contiguous() for p in m.parameters())
 
 
 def test_epochs_scale_keeps_at_least_one_epoch():

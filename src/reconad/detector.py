@@ -11,7 +11,6 @@ an explicit ``validation`` set), never on test images.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import platform
@@ -239,8 +238,7 @@ class Detector:
         scores, amaps, kept, raw, comps = [], [], {}, {}, {}
         # channels-last where the method trains that way (on 2 CPU threads ARNet scores
         # 243 -> 430 gray images/s); the model is put back in the usual layout afterwards
-        fmt = torch.channels_last if self.method_.channels_last else torch.contiguous_format
-        with torch.no_grad(), _memory_format(self.method_, fmt):
+        with torch.no_grad(), self.method_.working_layout() as fmt:
             for i in range(0, len(images), self.score_batch_size):
                 x = torch.from_numpy(images[i : i + self.score_batch_size]).to(device)
                 x = (x.float() / 255.0).contiguous(memory_format=fmt)
@@ -455,19 +453,6 @@ class Detector:
         det.scoring_ = ScoreFusion.from_dict(sc["fusion"]) if sc.get("fusion") else None
         det.config_ = cfg
         return det
-
-
-@contextlib.contextmanager
-def _memory_format(method: Method, fmt: torch.memory_format):
-    """Run a block with the method's 4-d weights in ``fmt``; restore the usual layout."""
-    if fmt is torch.contiguous_format:
-        yield
-        return
-    method.to(memory_format=fmt)
-    try:
-        yield
-    finally:
-        method.to(memory_format=torch.contiguous_format)
 
 
 def model_card(config: dict[str, Any]) -> str:

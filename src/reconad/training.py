@@ -131,8 +131,17 @@ def train(
         result.seconds = time.perf_counter() - start
         return result
 
-    if method.channels_last:  # before wrapping, so DDP buckets see the final layout
-        method.to(memory_format=torch.channels_last)
+    # the method's layout before wrapping (DDP buckets see the final one); back to the usual
+    # layout afterwards, also on an error, so scoring and saving see contiguous weights
+    with method.working_layout():
+        _train_stages(method, stages, data, images, cfg, fabric, result, on_epoch_end)
+    result.seconds = time.perf_counter() - start
+    method.eval()
+    return result
+
+
+def _train_stages(method, stages, data, images, cfg, fabric, result, on_epoch_end) -> None:
+    """The stage and epoch loops of :func:`train`, resuming from a checkpoint if asked."""
     model = fabric.setup_module(method)
     model.mark_forward_method("training_step")
     ckpt = _Checkpoint(cfg.checkpoint_dir, _fingerprint(method, images, cfg), fabric)
@@ -187,11 +196,6 @@ def train(
                     on_epoch_end(stage.name, epoch + 1)
             if task is not None:
                 bar.update(task, visible=False)
-    result.seconds = time.perf_counter() - start
-    if method.channels_last:  # scoring and saving see the usual layout
-        method.to(memory_format=torch.contiguous_format)
-    method.eval()
-    return result
 
 
 def _run_epoch(model, stage, optimizers, loader, si, epoch, seed, fabric, bar, task, epochs):

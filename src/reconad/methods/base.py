@@ -19,8 +19,9 @@ kept in buffers, so ``state_dict`` holds all of it and safetensors can store it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -126,6 +127,26 @@ class Method(nn.Module):
         for t in self.buffers():
             return t.device
         return torch.device("cpu")
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        """The layout the method trains and scores in (see ``channels_last``)."""
+        return torch.channels_last if self.channels_last else torch.contiguous_format
+
+    @contextlib.contextmanager
+    def working_layout(self) -> Iterator[torch.memory_format]:
+        """Switch the 4-d weights to :attr:`memory_format` for a block (training, scoring)
+        and always put them back in the usual layout, so that saving, ``state_dict`` and
+        code outside see contiguous tensors even when the block raised."""
+        fmt = self.memory_format
+        if fmt is torch.contiguous_format:
+            yield fmt
+            return
+        self.to(memory_format=fmt)
+        try:
+            yield fmt
+        finally:
+            self.to(memory_format=torch.contiguous_format)
 
     # ---- training -------------------------------------------------------------------
     def stages(self) -> list[Stage]:
