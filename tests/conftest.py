@@ -9,6 +9,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+_RNG = np.random.default_rng(0)  # images that save() writes
 
 
 def shared(name: str) -> Path:
@@ -38,3 +39,20 @@ def mnist_small(mnist_test):
     test = mnist_test.subset(np.concatenate([ones[600:800], others[:200]]))
     anomalous = np.r_[np.zeros(200, bool), np.ones(200, bool)]
     return train, test, anomalous
+
+
+def save(path: Path, h: int = 8, w: int = 6, mode: str = "RGB", value=None) -> Path:
+    """Write a random (or constant) image of ``mode`` (RGB or L) and size (h, w) to ``path``."""
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shape = (h, w, 3) if mode == "RGB" else (h, w)
+    array = _RNG.integers(0, 256, shape, dtype=np.uint8) if value is None else np.full(shape, value)
+    Image.fromarray(array.astype(np.uint8), "RGB" if mode == "RGB" else "L").save(path)
+    return path
+
+
+@pytest.fixture
+def private_cache(tmp_path, monkeypatch):
+    """Decoded-archive cache in the test's own folder, never the user's."""
+    monkeypatch.setenv("RECONAD_CACHE", str(tmp_path / "cache"))

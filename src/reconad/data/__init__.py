@@ -1,12 +1,12 @@
 """Readers for the on-disk formats, the in-memory ImageSet, and the one-class protocol."""
 
 from reconad.data.cifar import read_cifar10_pickles, read_cifar100_pickles
+from reconad.data.classfolders import read_class_folders
 from reconad.data.datasets import DATASETS, load_dataset, resolve_data_root
 from reconad.data.download import KNOWN_FILES, download_dataset, download_file, extract_tar
 from reconad.data.folders import (
     IMAGE_EXTENSIONS,
     load_image,
-    read_class_folders,
     read_flat_folder,
     read_image_files,
     read_mvtec,

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from reconad.data.cifar import read_cifar10_pickles, read_cifar100_pickles
+from reconad.data.classfolders import read_class_folders
 from reconad.data.download import KNOWN_FILES, download_dataset
-from reconad.data.folders import read_class_folders
 from reconad.data.gtsrb import GTSRB_CLASSES, find_gtsrb, read_gtsrb
 from reconad.data.idx import read_idx
 from reconad.data.imageset import DataError, ImageSet
