@@ -174,3 +174,42 @@ def test_cli_runs_the_protocol_in_both_fitting_modes(mnist_test, tmp_path, monke
         assert rec["fit_on"] == fit_on and rec["n_test"] == (300 if fit_on == "all" else ones)
     r = CliRunner().invoke(app, [*base, "--pgd-steps", "3", "--out", str(tmp_path / "one-class")])
     assert r.exit_code == 2 and "other settings" in r.output
+
+
+def test_detectors_fitted_by_the_one_class_benchmark_are_reused(mnist_test, tmp_path, monkeypatch):
+    """`--save-models` of the one-class protocol and the adversarial protocol's detector
+    folder share a layout: a detector fitted there is loaded, not trained again, and one
+    fitted with other settings is refused."""
+    from reconad.benchmark import run_protocol
+    from reconad.detector import Detector
+
+    splits = {
+        "train": mnist_test.subset(np.arange(1200)),
+        "test": mnist_test.subset(np.arange(5000, 5600)),
+    }
+    monkeypatch.setattr("reconad.data.datasets.load_dataset", lambda n, s, root=None: splits[s])
+    models = tmp_path / "models"
+    quiet = lambda *a: None  # noqa: E731
+    run_protocol("mnist", "pca", [3], [0], tmp_path / "one", progress=False, log=quiet,
+                 save_models=models)  # fmt: skip
+    assert (models / "class3_seed0" / "config.json").exists()
+
+    def must_not_fit(*a, **k):
+        raise AssertionError("the saved detector was not used")
+
+    monkeypatch.setattr(Detector, "fit", must_not_fit)
+    settings = AdversarialSettings(
+        attacks=("fgsm",), epsilons=(0.2,), backend="torch", classifier_epochs=10,
+        classifier_width=8,
+    )  # fmt: skip
+    (rec,) = run_adversarial(
+        "mnist", "pca", [3], tmp_path / "adv", settings, log=quiet, detectors=models
+    )
+    assert rec["detector_dir"] == str(models / "class3_seed0")
+    assert not (tmp_path / "adv" / "detectors").exists()
+    threes = splits["test"].images[splits["test"].labels == 3]
+    assert rec["n_test"] == len(threes) and rec["n_correct"] > 0
+    assert rec["entries"]["fgsm@0.2"]["auroc"] is not None
+    with pytest.raises(ValueError, match="detector fitted with other settings"):
+        run_adversarial("mnist", "pca", [3], tmp_path / "adv2", settings, log=quiet,
+                        hparams={"variance": 0.5}, detectors=models)  # fmt: skip

@@ -390,7 +390,9 @@ def benchmark(
         Path | None,
         typer.Option(
             help="Keep each fitted model (for predict and later analyses): DIR/seedN "
-            "(industrial) or DIR/classC_seedS (one-class)."
+            "(industrial) or DIR/classC_seedS (one-class). Adversarial: where the detectors "
+            "are kept (default OUT/detectors); ones already there, e.g. from a one-class run's "
+            "--save-models with the same settings, are used instead of fitting again."
         ),
     ] = None,
     set_: SetOpt = None,
@@ -421,12 +423,10 @@ def benchmark(
     minus held-out normals, image AUROC (also per defect type), pixel AUROC and AUPRO at each
     mask's own resolution, wall times and peak memory; one JSON per seed, resumable."""
     if protocol == "adversarial":
-        if save_models is not None:
-            _fail("--save-models: the adversarial protocol keeps its detectors in OUT/detectors")
         return _benchmark_adversarial(
             dataset, method, classes, seeds, preset, data_root, out, epochs_scale, progress,
             _parse_set(set_), attacks, epsilons, pgd_steps, fit_on, classifier_epochs,
-            attack_backend,
+            attack_backend, save_models,
         )  # fmt: skip
     if protocol != "one-class":
         _fail(f"unknown protocol {protocol!r}; choose one-class or adversarial")
@@ -548,7 +548,7 @@ def _benchmark_industrial(
 
 def _benchmark_adversarial(
     dataset, method, classes, seeds, preset, data_root, out, epochs_scale, progress, hparams,
-    attacks, epsilons, pgd_steps, fit_on, classifier_epochs, backend,
+    attacks, epsilons, pgd_steps, fit_on, classifier_epochs, backend, detectors=None,
 ) -> None:  # fmt: skip
     """The adversarial branch of `benchmark`: run, summarise, print the table."""
     from reconad.adversarial import (
@@ -587,6 +587,7 @@ def _benchmark_adversarial(
             records += run_adversarial(
                 key, method, cls_list, out, settings, root=data_root, preset=preset, seed=seed,
                 epochs_scale=epochs_scale, progress=progress, hparams=hparams, log=_log,
+                detectors=detectors,
             )  # fmt: skip
     except (DataError, ValueError, KeyError) as e:
         _fail(str(e))

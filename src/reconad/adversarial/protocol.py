@@ -67,8 +67,15 @@ def run_adversarial(
     progress: bool = True,
     hparams: dict[str, Any] | None = None,
     log=print,
+    detectors: str | Path | None = None,
 ) -> list[dict[str, Any]]:
     """Run (or resume) the adversarial-detection protocol; one record per target.
+
+    Each target's detector is kept in ``detectors/<target>_seed<S>/`` (default
+    ``out_dir/detectors``): loaded when there (its settings must be this run's), else fitted
+    and saved. The one-class benchmark's ``--save-models`` folder has the same layout, so
+    detectors it fitted (on 90% of the class's training images, the rest held out) are
+    reused rather than trained again.
 
     Raises:
         ValueError: ``out_dir`` holds records or detectors made with other settings (the
@@ -80,6 +87,7 @@ def run_adversarial(
     from reconad.detector import Detector
 
     out_dir = Path(out_dir)
+    detectors = Path(detectors) if detectors is not None else out_dir / "detectors"
     backend = resolve_backend(settings.backend)
     if settings.backend == "auto" and backend == "torch":
         log(
@@ -116,9 +124,11 @@ def run_adversarial(
             write_json(path, rec)
             records.append(rec)
             continue
-        model_dir = out_dir / "detectors" / f"{name}_seed{seed}"
+        model_dir = detectors / f"{name}_seed{seed}"
+        rec["detector_dir"] = str(model_dir)
         if (model_dir / "config.json").exists():
             det = _load_detector(model_dir, wanted)
+            log(f"{dataset}/{method} {name}: using the detector in {model_dir}")
         else:
             log(f"{dataset}/{method} {name}: fitting the detector on {len(fit_set)} images")
             det = Detector(
