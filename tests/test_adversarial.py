@@ -213,3 +213,26 @@ def test_detectors_fitted_by_the_one_class_benchmark_are_reused(mnist_test, tmp_
     with pytest.raises(ValueError, match="detector fitted with other settings"):
         run_adversarial("mnist", "pca", [3], tmp_path / "adv2", settings, log=quiet,
                         hparams={"variance": 0.5}, detectors=models)  # fmt: skip
+
+
+def test_a_methods_other_scores_get_their_own_auroc_and_column():
+    """DDR-ID's latent and image scores (``components``) are reported beside the fused one."""
+    import time
+
+    clean = {
+        "scores": np.array([0.0, 1.0, 2.0]),
+        "components": {"latent": np.array([0.0, 1.0, 2.0]), "image": np.array([5.0, 5.0, 5.0])},
+    }
+    adv = {
+        "scores": np.array([3.0, 4.0, 0.5]),
+        "components": {"latent": np.array([-1.0, -2.0, 9.0]), "image": np.array([6.0, 6.0, 0.0])},
+    }
+    fooled = np.array([True, True, False])  # only the first two count as adversarial
+    x = np.zeros((3, 1, 4, 4), np.uint8)
+    e = protocol_mod._entry("fgsm", 0.1, clean, adv, fooled, x, x, time.perf_counter())
+    assert e["auroc"] == 100.0 and e["components"] == {"latent": 0.0, "image": 100.0}
+    assert e["auroc_all_perturbed"] == pytest.approx(100 * 7 / 9)
+    rows = summarize_adversarial([{"entries": {"fgsm@0.1": e}}, {"entries": {"fgsm@0.1": e}}])
+    assert rows[0]["components"] == {"image": 100.0, "latent": 0.0} and rows[0]["targets"] == 2
+    headers = [c.header for c in render_adversarial(rows, "t").columns]
+    assert headers[-2:] == ["AUROC image %", "AUROC latent %"]

@@ -141,7 +141,7 @@ def run_adversarial(
             )
             det.fit(fit_set)
             det.save(model_dir)
-        clean = det.score_samples(x_ok)
+        clean = det.explain(x_ok, n=0, maps=False)  # scores and the method's other scores
         for atk in settings.attacks:
             for eps in settings.epsilons:
                 key = f"{atk}@{eps:.6g}"
@@ -151,7 +151,7 @@ def run_adversarial(
                 x = torch.from_numpy(x_ok).float() / 255.0
                 adv = to_uint8(attack(clf, x, y_ok, atk, eps, backend, settings.pgd_steps, seed))
                 fooled = predict(clf, adv) != y_ok.numpy()
-                s_adv = det.score_samples(adv)
+                s_adv = det.explain(adv, n=0, maps=False)
                 rec["entries"][key] = _entry(atk, eps, clean, s_adv, fooled, x_ok, adv, t0)
                 write_json(path, rec)
                 e = rec["entries"][key]
@@ -199,6 +199,9 @@ def _load_detector(model_dir: Path, wanted: dict):
 
 
 def _entry(atk, eps, clean, s_adv, fooled, x_ok, adv, t0) -> dict[str, Any]:
+    """One (attack, epsilon) result; ``clean`` and ``s_adv`` are ``Detector.explain``
+    outputs, whose ``components`` (e.g. DDR-ID's latent and image scores) get AUROCs too."""
+
     def auroc(neg, pos):
         if len(neg) == 0 or len(pos) == 0:
             return None
@@ -212,8 +215,11 @@ def _entry(atk, eps, clean, s_adv, fooled, x_ok, adv, t0) -> dict[str, Any]:
         "n_correct": len(fooled),
         "n_success": int(fooled.sum()),
         "success_rate": 100 * float(fooled.mean()) if len(fooled) else 0.0,
-        "auroc": auroc(clean, s_adv[fooled]),
-        "auroc_all_perturbed": auroc(clean, s_adv),
+        "auroc": auroc(clean["scores"], s_adv["scores"][fooled]),
+        "auroc_all_perturbed": auroc(clean["scores"], s_adv["scores"]),
+        "components": {
+            k: auroc(v, s_adv["components"][k][fooled]) for k, v in clean["components"].items()
+        },
         "max_linf": float(linf),
         "seconds": round(time.perf_counter() - t0, 2),
     }
@@ -238,6 +244,12 @@ def summarize_adversarial(records: list[dict[str, Any]]) -> list[dict[str, Any]]
             v = [e[k] for e in es if e[k] is not None]
             return float(np.mean(v)) if v else None
 
+        def mean_component(k, es=es):
+            v = [e["components"][k] for e in es if e.get("components", {}).get(k) is not None]
+            return float(np.mean(v)) if v else None
+
+        names = sorted({k for e in es for k in e.get("components", {})})
+
         out.append(
             {
                 **row,
@@ -246,6 +258,7 @@ def summarize_adversarial(records: list[dict[str, Any]]) -> list[dict[str, Any]]
                 "success_rate": mean("success_rate"),
                 "auroc": mean("auroc"),
                 "auroc_all_perturbed": mean("auroc_all_perturbed"),
+                "components": {k: mean_component(k) for k in names},
             }
         )
     return sorted(out, key=lambda r: (r["attack"], r["epsilon"]))
@@ -256,7 +269,9 @@ def render_adversarial(rows: list[dict[str, Any]], title: str):
     from rich.table import Table
 
     t = Table(title=title)
-    for col in ("attack", "eps (x/255)", "targets", "success %", "AUROC %", "AUROC all %"):
+    names = sorted({k for r in rows for k in r.get("components", {})})
+    cols = ("attack", "eps (x/255)", "targets", "success %", "AUROC %", "AUROC all %")
+    for col in (*cols, *(f"AUROC {k} %" for k in names)):
         t.add_column(col, justify="left" if col == "attack" else "right")
     for r in rows:
         t.add_row(
@@ -266,5 +281,6 @@ def render_adversarial(rows: list[dict[str, Any]], title: str):
             _fmt(r["success_rate"]),
             _fmt(r["auroc"]),
             _fmt(r["auroc_all_perturbed"]),
+            *(_fmt(r.get("components", {}).get(k)) for k in names),
         )
     return t
