@@ -229,6 +229,13 @@ def _fmt(v) -> str:
     return "-" if v is None else f"{v:.1f}"
 
 
+def _mean(values) -> float | None:
+    """The mean of the values that are not None (an entry without a successful attack has
+    no AUROC), or None when there is none."""
+    v = [x for x in values if x is not None]
+    return float(np.mean(v)) if v else None
+
+
 def summarize_adversarial(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per (attack, epsilon): means over targets of success rate and AUROCs."""
     rows: dict[str, dict[str, Any]] = {}
@@ -239,26 +246,16 @@ def summarize_adversarial(records: list[dict[str, Any]]) -> list[dict[str, Any]]
     out = []
     for row in rows.values():
         es = row.pop("n")
-
-        def mean(k, es=es):
-            v = [e[k] for e in es if e[k] is not None]
-            return float(np.mean(v)) if v else None
-
-        def mean_component(k, es=es):
-            v = [e["components"][k] for e in es if e.get("components", {}).get(k) is not None]
-            return float(np.mean(v)) if v else None
-
         names = sorted({k for e in es for k in e.get("components", {})})
-
         out.append(
             {
                 **row,
                 "epsilon_255": es[0]["epsilon_255"],
                 "targets": len(es),
-                "success_rate": mean("success_rate"),
-                "auroc": mean("auroc"),
-                "auroc_all_perturbed": mean("auroc_all_perturbed"),
-                "components": {k: mean_component(k) for k in names},
+                "success_rate": _mean(e["success_rate"] for e in es),
+                "auroc": _mean(e["auroc"] for e in es),
+                "auroc_all_perturbed": _mean(e["auroc_all_perturbed"] for e in es),
+                "components": {k: _mean(e.get("components", {}).get(k) for e in es) for k in names},
             }
         )
     return sorted(out, key=lambda r: (r["attack"], r["epsilon"]))
