@@ -89,6 +89,10 @@ def test_trains_and_scores_with_the_right_shapes(name, channels):
         assert out.anomaly_map is None
     for key, value in out.extras.items():
         assert value.shape[0] == 5 and value.ndim == 4, key
+    # the flag the detector trusts to skip a scoring pass must match what score returns
+    assert bool(out.components) == m.has_components
+    for key, value in out.components.items():
+        assert value.shape == (5,) and torch.isfinite(value).all(), key
 
 
 @pytest.mark.parametrize("name", METHODS)

@@ -175,6 +175,19 @@ def test_detector_fits_multiview_on_the_held_out_normals(mnist_small):
     assert det.val_scores_.shape == (len(val),)
 
 
+def test_multiview_scoring_skips_the_native_pass_when_nothing_needs_it(mnist_small):
+    """ae has no components: asking for them must not cost a ``score`` pass per batch."""
+    train, val, test = _mnist(mnist_small)
+    det = Detector("ae", progress=False, epochs=1, score="multiview").fit(train, validation=val)
+    expected = det.score_samples(test)
+    calls = []
+    original = det.method_.score
+    det.method_.score = lambda x: calls.append(len(x)) or original(x)
+    scored = det.explain(test, n=0, maps=False)
+    assert calls == [] and scored["components"] == {}
+    np.testing.assert_allclose(scored["scores"], expected, rtol=1e-6)
+
+
 def test_multiview_detector_survives_save_and_load(mnist_small, tmp_path):
     train, val, test = _mnist(mnist_small)
     det = Detector(

@@ -243,7 +243,8 @@ class Detector:
                 x = torch.from_numpy(images[i : i + self.score_batch_size]).to(device)
                 x = (x.float() / 255.0).contiguous(memory_format=fmt)
                 out = None
-                if fusion is None or maps or components or i < extras or "native" in fusion.views:
+                comps_here = components and self.method_.has_components
+                if fusion is None or maps or comps_here or i < extras or "native" in fusion.views:
                     out = self.method_.score(x)
                 if fusion is not None:
                     native = None if out is None else out.image_score
@@ -258,7 +259,7 @@ class Detector:
                 if i < extras:
                     for k, v in out.extras.items():
                         kept.setdefault(k, []).append(v[: extras - i].detach().float().cpu())
-                if components:
+                if comps_here:
                     for k, v in out.components.items():
                         comps.setdefault(k, []).append(v.detach().float().cpu().numpy())
         raw = {k: np.concatenate(v) for k, v in raw.items()}

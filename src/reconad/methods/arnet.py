@@ -116,6 +116,7 @@ class ARNet(Method):
     """Attribute restoration network (ARNet / ITAE); see the module docstring."""
 
     name = "arnet"
+    has_components = True  # each rotation's error and the normalised score
     channels_last = True  # the real loop, 2 threads: 335 -> 434 img/s (MNIST), 304 -> 404 (CIFAR)
     summary = "ARNet: restore erased orientation/colour with a U-Net; L1 restoration error"
     provenance = "paper (Huang et al., IEEE TMM 2022); schedule and output layer ours"

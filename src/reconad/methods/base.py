@@ -104,6 +104,9 @@ class Method(nn.Module):
     min_size: ClassVar[int] = 1
     #: whether ``score`` returns a pixel map
     produces_maps: ClassVar[bool] = True
+    #: whether ``score`` returns alternative scores in ``ScoreOutput.components`` (the
+    #: detector then runs ``score`` for them even where a fitted fusion needs no native view)
+    has_components: ClassVar[bool] = False
     #: whether the image score can be negative (a sum of z-scores, a decision function):
     #: then dividing it by a difficulty would reverse the order of images below zero
     signed_score: ClassVar[bool] = False

@@ -169,6 +169,7 @@ class DDRID(Method):
     """DDR-ID, reconstructed from the published abstract; see the module docstring."""
 
     name = "ddrid"
+    has_components = True  # S_lat and S_img beside the fused score
     channels_last = True  # CIFAR-10, 2 threads: joint stage 135 -> 252 img/s
     signed_score = True  # S_lat and S_img are standardised on held-out normals
     summary = (

@@ -165,6 +165,7 @@ class RotNetAE(Method):
     """Two-stage autoencoder: RotNet-pretrained frozen encoder, decoder, refinement."""
 
     name = "rotnet_ae"
+    has_components = True  # the coarse view and the rotation view
     channels_last = True  # CIFAR-10, 2 threads: 1 epoch a stage 82.8 -> 55.8 s
     signed_score = True  # a sum of views standardised on held-out normals
     summary = "two-stage AE: RotNet-pretrained frozen encoder, decoder, refinement; multi-view"

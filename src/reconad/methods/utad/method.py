@@ -90,6 +90,7 @@ class UTAD(Method):
     name = "utad"
     summary = "UTAD: anomaly-free impression (IE-Net) + detail translation (Expert-Net)"
     provenance = "paper + official code (Liu et al. 2021); MI terms and image score ours"
+    has_components = True  # the map mean and the reconstruction SSIM error beside the score
     Config = UTADConfig
     size_multiple = 32
     min_size = 64
