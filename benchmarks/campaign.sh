@@ -40,9 +40,11 @@ QUEUE=(
   # issue 4: adversarial detection on Fashion-MNIST (~30 min); DDR-ID on CIFAR-10 (~10 min a
   # class, channels-last), its detectors kept; then adversarial detection on CIFAR-10, which
   # reuses those detectors (attacks and scoring only)
-  "$B --protocol adversarial --dataset fmnist --classes 0-9 --seeds 0 --method ddrid"
+  # (epsilons added to a finished record only add entries: the attacks and the scoring; the
+  #  MNIST-family scale 0.1-0.3 beside the CIFAR-family 2/255 and 8/255)
+  "$B --protocol adversarial --dataset fmnist --classes 0-9 --seeds 0 --method ddrid --epsilons 2/255,8/255,0.1,0.3"
   "$B --dataset cifar10 --classes 0-9 --seeds 0 --method ddrid --save-models $MODELS/cifar10-ddrid"
-  "$B --protocol adversarial --dataset cifar10 --classes 0-9 --seeds 0 --method ddrid --save-models $MODELS/cifar10-ddrid"
+  "$B --protocol adversarial --dataset cifar10 --classes 0-9 --seeds 0 --method ddrid --save-models $MODELS/cifar10-ddrid --epsilons 2/255,8/255,16/255"
 )
 if [[ "${1:-}" == "--list" ]]; then
   printf '%s\n' "${QUEUE[@]}"
