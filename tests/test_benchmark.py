@@ -115,3 +115,23 @@ def test_summary_covers_every_seed_finished_in_the_folder(tmp_path):
     recs = collect_records(tmp_path, classes=[0, 1])
     assert [(r["class"], r["seed"]) for r in recs] == [(0, 0), (1, 0), (0, 1)]
     assert summarize(recs)["rows"][0]["seeds"] == [0, 1]
+
+
+
+def test_a_live_config_matches_the_settings_a_file_stores():
+    """A fitted detector's config holds tuples (milestones, widths) where JSON holds lists:
+    reloading a detector this run just saved must not count as "other settings" (it did, for
+    DDR-ID's milestones, and stopped the adversarial protocol's resume)."""
+    import dataclasses
+
+    from reconad.methods import get_method, list_methods
+
+    for name in list_methods():
+        cls = get_method(name)
+        for preset in cls.presets:
+            wanted = benchmark.resolved_settings(name, preset)
+            live = {**wanted, "hparams": dataclasses.asdict(cls.make_config(preset))}
+            assert benchmark.settings_mismatch(live, wanted) == [], (name, preset)
+    wanted = benchmark.resolved_settings("ddrid")
+    other = {**wanted, "hparams": {**wanted["hparams"], "milestones": (0.5,)}}
+    assert benchmark.settings_mismatch(other, wanted) == ["hparams.milestones"]

@@ -94,10 +94,11 @@ def resolved_settings(
 
 def settings_mismatch(record: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
     """The keys of ``wanted`` (see :func:`resolved_settings`) on which a record differs;
-    hyper-parameters are compared one by one and named ``hparams.NAME``."""
+    hyper-parameters are compared one by one and named ``hparams.NAME``. The record's values
+    are compared as JSON stores them, so a live config's tuples equal a file's lists."""
     bad = []
     for k, v in wanted.items():
-        got = record.get(k)
+        got = json.loads(json.dumps(record.get(k)))
         if k == "epochs_scale" and got is None:
             got = 1.0
         if k == "scoring":  # records made before scoring options existed were native
