@@ -117,7 +117,6 @@ def test_summary_covers_every_seed_finished_in_the_folder(tmp_path):
     assert summarize(recs)["rows"][0]["seeds"] == [0, 1]
 
 
-
 def test_a_live_config_matches_the_settings_a_file_stores():
     """A fitted detector's config holds tuples (milestones, widths) where JSON holds lists:
     reloading a detector this run just saved must not count as "other settings" (it did, for
