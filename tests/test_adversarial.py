@@ -122,6 +122,15 @@ def test_protocol_counts_success_on_originally_correct_images_and_resumes(
     monkeypatch.setattr(protocol_mod, "attack", must_not_run)
     again = run_adversarial("mnist", "pca", [3], tmp_path, settings, progress=False, log=print)
     assert again[0]["entries"] == rec["entries"]
+    # An entry from before a field existed is recomputed, with the same numbers (seeded).
+    old = json.loads((tmp_path / "class3_seed0.json").read_text())
+    del old["entries"]["pgd@0.2"]["auroc_paired"]
+    (tmp_path / "class3_seed0.json").write_text(json.dumps(old))
+    monkeypatch.undo()
+    monkeypatch.setattr("reconad.data.datasets.load_dataset", lambda n, s, root=None: splits[s])
+    redone = run_adversarial("mnist", "pca", [3], tmp_path, settings, progress=False, log=print)
+    for k in ("auroc", "auroc_paired", "success_rate", "n_success"):
+        assert redone[0]["entries"]["pgd@0.2"][k] == rec["entries"]["pgd@0.2"][k], k
     rows = summarize_adversarial(again)
     assert [(r["attack"], r["epsilon_255"]) for r in rows][:2] == [("fgsm", 4.0), ("fgsm", 51.0)]
     assert render_adversarial(rows, "t").row_count == 4
@@ -232,6 +241,11 @@ def test_a_methods_other_scores_get_their_own_auroc_and_column():
     e = protocol_mod._entry("fgsm", 0.1, clean, adv, fooled, x, x, time.perf_counter())
     assert e["auroc"] == 100.0 and e["components"] == {"latent": 0.0, "image": 100.0}
     assert e["auroc_all_perturbed"] == pytest.approx(100 * 7 / 9)
+    # paired: clean 0, 1 (the fooled ones' originals) against adversarial 3, 4
+    assert e["auroc_paired"] == 100.0
+    e2 = protocol_mod._entry("fgsm", 0.1, clean, adv, np.array([False, True, True]), x, x, 0.0)
+    assert e2["auroc_paired"] == 50.0  # clean 1, 2 against adversarial 4, 0.5
+    assert e2["auroc"] == pytest.approx(100 * 4 / 6)  # all clean 0, 1, 2 against 4, 0.5
     rows = summarize_adversarial([{"entries": {"fgsm@0.1": e}}, {"entries": {"fgsm@0.1": e}}])
     assert rows[0]["components"] == {"image": 100.0, "latent": 0.0} and rows[0]["targets"] == 2
     headers = [c.header for c in render_adversarial(rows, "t").columns]
