@@ -124,7 +124,7 @@ def test_protocol_counts_success_on_originally_correct_images_and_resumes(
     assert again[0]["entries"] == rec["entries"]
     # An entry from before a field existed is recomputed, with the same numbers (seeded).
     old = json.loads((tmp_path / "class3_seed0.json").read_text())
-    del old["entries"]["pgd@0.2"]["auroc_paired"]
+    del old["entries"]["pgd@0.2"]["components_paired"]
     (tmp_path / "class3_seed0.json").write_text(json.dumps(old))
     monkeypatch.undo()
     monkeypatch.setattr("reconad.data.datasets.load_dataset", lambda n, s, root=None: splits[s])
@@ -245,8 +245,17 @@ def test_a_methods_other_scores_get_their_own_auroc_and_column():
     assert e["auroc_paired"] == 100.0
     e2 = protocol_mod._entry("fgsm", 0.1, clean, adv, np.array([False, True, True]), x, x, 0.0)
     assert e2["auroc_paired"] == 50.0  # clean 1, 2 against adversarial 4, 0.5
+    # latent paired: clean 0, 1 against -1, -2; image paired: 5, 5 against 6, 6
+    assert e["components_paired"] == {"latent": 0.0, "image": 100.0}
+    assert e2["components_paired"] == {"latent": 50.0, "image": 50.0}  # 1, 2 vs -2, 9; 5, 5 vs 6, 0
     assert e2["auroc"] == pytest.approx(100 * 4 / 6)  # all clean 0, 1, 2 against 4, 0.5
     rows = summarize_adversarial([{"entries": {"fgsm@0.1": e}}, {"entries": {"fgsm@0.1": e}}])
     assert rows[0]["components"] == {"image": 100.0, "latent": 0.0} and rows[0]["targets"] == 2
     headers = [c.header for c in render_adversarial(rows, "t").columns]
-    assert headers[-2:] == ["AUROC image %", "AUROC latent %"]
+    assert headers[-4:] == [
+        "AUROC image %",
+        "AUROC image paired %",
+        "AUROC latent %",
+        "AUROC latent paired %",
+    ]
+    assert rows[0]["components_paired"] == {"image": 100.0, "latent": 0.0}

@@ -166,7 +166,7 @@ def run_adversarial(
 
 # The fields of a finished entry; an older record's entry without one of them is recomputed
 # (the attacks are seeded, so its other numbers come out the same).
-_ENTRY_KEYS = {"auroc", "auroc_all_perturbed", "auroc_paired", "components"}
+_ENTRY_KEYS = {"auroc", "auroc_all_perturbed", "auroc_paired", "components", "components_paired"}
 
 # Settings that only add entries (attack@eps keys) to a record: a resumed run may change them.
 _PER_ENTRY = ("attacks", "epsilons")
@@ -227,6 +227,10 @@ def _entry(atk, eps, clean, s_adv, fooled, x_ok, adv, t0) -> dict[str, Any]:
         "components": {
             k: auroc(v, s_adv["components"][k][fooled]) for k, v in clean["components"].items()
         },
+        "components_paired": {
+            k: auroc(v[fooled], s_adv["components"][k][fooled])
+            for k, v in clean["components"].items()
+        },
         "max_linf": float(linf),
         "seconds": round(time.perf_counter() - t0, 2),
     }
@@ -263,7 +267,10 @@ def summarize_adversarial(records: list[dict[str, Any]]) -> list[dict[str, Any]]
                 "auroc": _mean(e["auroc"] for e in es),
                 "auroc_all_perturbed": _mean(e["auroc_all_perturbed"] for e in es),
                 "auroc_paired": _mean(e.get("auroc_paired") for e in es),
-                "components": {k: _mean(e.get("components", {}).get(k) for e in es) for k in names},
+                **{
+                    field: {k: _mean(e.get(field, {}).get(k) for e in es) for k in names}
+                    for field in ("components", "components_paired")
+                },
             }
         )
     return sorted(out, key=lambda r: (r["attack"], r["epsilon"]))
@@ -277,7 +284,9 @@ def render_adversarial(rows: list[dict[str, Any]], title: str):
     names = sorted({k for r in rows for k in r.get("components", {})})
     cols = ("attack", "eps (x/255)", "targets", "success %", "AUROC %", "AUROC all %")
     cols += ("AUROC paired %",)
-    for col in (*cols, *(f"AUROC {k} %" for k in names)):
+    extra = [(f, k) for k in names for f in ("components", "components_paired")]
+    heads = [f"AUROC {k}{' paired' if f.endswith('paired') else ''} %" for f, k in extra]
+    for col in (*cols, *heads):
         t.add_column(col, justify="left" if col == "attack" else "right")
     for r in rows:
         t.add_row(
@@ -288,6 +297,6 @@ def render_adversarial(rows: list[dict[str, Any]], title: str):
             _fmt(r["auroc"]),
             _fmt(r["auroc_all_perturbed"]),
             _fmt(r.get("auroc_paired")),
-            *(_fmt(r.get("components", {}).get(k)) for k in names),
+            *(_fmt(r.get(f, {}).get(k)) for f, k in extra),
         )
     return t
