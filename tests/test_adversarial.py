@@ -121,6 +121,7 @@ def test_protocol_counts_success_on_originally_correct_images_and_resumes(
 
     monkeypatch.setattr(protocol_mod, "attack", must_not_run)
     monkeypatch.setattr(protocol_mod, "_load_detector", must_not_run)  # nothing left to score
+    monkeypatch.setattr(protocol_mod, "get_classifier", must_not_run)  # nor to attack
     again = run_adversarial("mnist", "pca", [3], tmp_path, settings, progress=False, log=print)
     assert again[0]["entries"] == rec["entries"]
     # An entry from before a field existed is recomputed, with the same numbers (seeded).

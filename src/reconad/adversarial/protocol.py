@@ -100,10 +100,17 @@ def run_adversarial(
     train = load_dataset(dataset, "train", root=root)
     test = load_dataset(dataset, "test", root=root)
     targets = _targets(train, test, classes, settings, seed)
+    keys = [(a, e, f"{a}@{e:.6g}") for a in settings.attacks for e in settings.epsilons]
+    finished = []
     for name, _, _ in targets:  # before the classifier, which a mismatch would overwrite
         path = out_dir / f"{name}_seed{seed}.json"
         if path.exists():
-            _check_record(path, json.loads(path.read_text()), wanted, protocol)
+            rec = json.loads(path.read_text())
+            _check_record(path, rec, wanted, protocol)
+            if not _pending(rec, keys):
+                finished.append(rec)
+    if len(finished) == len(targets):  # nothing to attack: no classifier to load or train
+        return finished
     clf, clf_meta = get_classifier(
         out_dir, train, test, settings.classifier_epochs, settings.classifier_width, seed, log
     )
@@ -126,9 +133,7 @@ def run_adversarial(
             continue
         model_dir = detectors / f"{name}_seed{seed}"
         rec["detector_dir"] = str(model_dir)
-        keys = [(a, e, f"{a}@{e:.6g}") for a in settings.attacks for e in settings.epsilons]
-        # unfinished entries; one from before a field existed is redone
-        todo = [k for k in keys if not _ENTRY_KEYS <= set(rec["entries"].get(k[2], {}))]
+        todo = _pending(rec, keys)
         if not todo:  # finished: no detector to load, no clean images to score
             write_json(path, rec)
             records.append(rec)
@@ -173,6 +178,13 @@ _ENTRY_KEYS = {"auroc", "auroc_all_perturbed", "auroc_paired", "components", "co
 
 # Settings that only add entries (attack@eps keys) to a record: a resumed run may change them.
 _PER_ENTRY = ("attacks", "epsilons")
+
+
+def _pending(rec: dict, keys: list) -> list:
+    """The (attack, eps, key) entries a record still lacks; an entry from before one of
+    ``_ENTRY_KEYS`` existed counts as missing and is redone."""
+    have = rec.get("entries", {})
+    return [k for k in keys if not _ENTRY_KEYS <= set(have.get(k[2], {}))]
 
 
 def _check_record(path: Path, rec: dict, wanted: dict, protocol: dict) -> None:
