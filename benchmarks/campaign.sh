@@ -51,6 +51,9 @@ QUEUE=(
   # the all-classes detector (--fit-on all: 10,000 training images of every class; 2,000
   # test images attacked), Fashion-MNIST (~15 min with its own classifier)
   "$B --protocol adversarial --dataset fmnist --seeds 0 --method ddrid --fit-on all --epsilons 2/255,8/255,0.1,0.3"
+  # DDR-ID's image score measured in the network's (GCN) space, the reading the CIFAR-10
+  # validation run preferred (docs/methods.md); an ablation, ~7 min a class
+  "$B --dataset cifar10 --classes 0-9 --seeds 0 --method ddrid --set image_error=network --out benchmarks/results/cifar10/ddrid-image-network"
 )
 if [[ "${1:-}" == "--list" ]]; then
   printf '%s\n' "${QUEUE[@]}"
