@@ -101,23 +101,21 @@ def run_adversarial(
     test = load_dataset(dataset, "test", root=root)
     targets = _targets(train, test, classes, settings, seed)
     keys = [(a, e, f"{a}@{e:.6g}") for a in settings.attacks for e in settings.epsilons]
-    finished = []
+    saved = {}  # each target's record so far, read once
     for name, _, _ in targets:  # before the classifier, which a mismatch would overwrite
         path = out_dir / f"{name}_seed{seed}.json"
         if path.exists():
-            rec = json.loads(path.read_text())
-            _check_record(path, rec, wanted, protocol)
-            if not _pending(rec, keys):
-                finished.append(rec)
-    if len(finished) == len(targets):  # nothing to attack: no classifier to load or train
-        return finished
+            saved[name] = json.loads(path.read_text())
+            _check_record(path, saved[name], wanted, protocol)
+    if all(name in saved and not _pending(saved[name], keys) for name, _, _ in targets):
+        return [saved[name] for name, _, _ in targets]  # no classifier to load or train
     clf, clf_meta = get_classifier(
         out_dir, train, test, settings.classifier_epochs, settings.classifier_width, seed, log
     )
     records = []
     for name, fit_set, idx in targets:
         path = out_dir / f"{name}_seed{seed}.json"
-        rec = json.loads(path.read_text()) if path.exists() else {}
+        rec = saved.get(name, {})
         rec.update(dataset=dataset, method=method, preset=wanted["preset"], target=name, seed=seed)
         rec.update(fit_on=settings.fit_on, backend=backend, classifier=clf_meta)
         rec.update(settings=wanted, protocol=protocol)
@@ -154,9 +152,9 @@ def run_adversarial(
             det.fit(fit_set)
             det.save(model_dir)
         clean = det.explain(x_ok, n=0, maps=False)  # scores and the method's other scores
+        x = torch.from_numpy(x_ok).float() / 255.0  # the attacks do not modify it
         for atk, eps, key in todo:
             t0 = time.perf_counter()
-            x = torch.from_numpy(x_ok).float() / 255.0
             adv = to_uint8(attack(clf, x, y_ok, atk, eps, backend, settings.pgd_steps, seed))
             fooled = predict(clf, adv) != y_ok.numpy()
             s_adv = det.explain(adv, n=0, maps=False)
@@ -297,10 +295,8 @@ def render_adversarial(rows: list[dict[str, Any]], title: str):
 
     t = Table(title=title)
     names = sorted({k for r in rows for k in r.get("components", {})})
-    cols = (
-        *("attack", "eps (x/255)", "targets", "success %"),
-        *("AUROC %", "AUROC all %", "AUROC paired %"),
-    )
+    cols = ("attack", "eps (x/255)", "targets", "success %")
+    cols += ("AUROC %", "AUROC all %", "AUROC paired %")
     extra = [(f, k) for k in names for f in ("components", "components_paired")]
     heads = [f"AUROC {k}{' paired' if f.endswith('paired') else ''} %" for f, k in extra]
     for col in (*cols, *heads):
