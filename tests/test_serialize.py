@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from reconad.serialize import (
+    OutputRefused,
     atomic_dir,
     flatten_state,
     load_tensors,
@@ -42,10 +43,19 @@ def test_atomic_dir_leaves_nothing_when_the_writer_fails(tmp_path):
 
 
 def test_atomic_dir_keeps_the_old_folder_until_the_new_one_is_complete(tmp_path):
+    ours = {"is_ours": lambda p: True}
     atomic_dir(tmp_path / "out", lambda t: (t / "a.txt").write_text("old"))
     with pytest.raises(RuntimeError):
-        atomic_dir(tmp_path / "out", lambda t: (_ for _ in ()).throw(RuntimeError("x")))
+        atomic_dir(tmp_path / "out", lambda t: (_ for _ in ()).throw(RuntimeError("x")), **ours)
     assert (tmp_path / "out" / "a.txt").read_text() == "old"
-    atomic_dir(tmp_path / "out", lambda t: (t / "b.txt").write_text("new"))
+    atomic_dir(tmp_path / "out", lambda t: (t / "b.txt").write_text("new"), **ours)
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["b.txt"]
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_atomic_dir_refuses_a_folder_it_cannot_prove_is_its_own(tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "user.txt").write_text("keep")
+    with pytest.raises(OutputRefused, match="refusing"):
+        atomic_dir(tmp_path / "out", lambda t: (t / "b.txt").write_text("new"))
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["user.txt"]

@@ -98,6 +98,29 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
+def _check_out(out: Path, data: Path) -> Path:
+    """The model folder to write, resolved, or one clear error before any training.
+
+    Refuses an ``out`` that is ``data`` itself or inside it (saving would replace or mix
+    with the training images), and an existing ``out`` that is not a reconad model folder
+    (saving replaces the folder, so its contents would be lost).
+    """
+    from reconad.detector import is_model_dir
+    from reconad.serialize import OutputRefused, check_replaceable
+
+    out_r, data_r = out.expanduser().resolve(), data.expanduser().resolve()
+    if out_r == data_r or data_r in out_r.parents:
+        _fail(
+            f"--out {out} is the --data folder or inside it; the model would replace or mix "
+            "with the training images. Choose an --out outside the data folder."
+        )
+    try:
+        check_replaceable(out_r, is_model_dir, "reconad model")
+    except OutputRefused as e:
+        _fail(str(e))
+    return out_r
+
+
 @app.command("list")
 def list_cmd() -> None:
     """List the registered methods, their presets and where their design comes from."""
@@ -181,6 +204,7 @@ def fit(
     from reconad.data.imageset import DataError
     from reconad.detector import Detector
 
+    out = _check_out(out, data)
     hp = _parse_set(set_)
     scoring = _scoring(method, score, difficulty, difficulty_mode)
     if epochs is not None:

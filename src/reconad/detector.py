@@ -368,7 +368,7 @@ class Detector:
             write_json(tmp / "config.json", config)
             (tmp / "MODEL_CARD.md").write_text(model_card(config))
 
-        atomic_dir(path, write)
+        atomic_dir(path, write, is_ours=is_model_dir, what="reconad model")
         return path
 
     def to_config(self) -> dict[str, Any]:
@@ -454,6 +454,17 @@ class Detector:
         det.scoring_ = ScoreFusion.from_dict(sc["fusion"]) if sc.get("fusion") else None
         det.config_ = cfg
         return det
+
+
+def is_model_dir(path: str | Path) -> bool:
+    """True when ``path`` is a folder whose config.json says it is a reconad model (the only
+    kind of folder :meth:`Detector.save` may replace)."""
+    cfg = Path(path) / "config.json"
+    try:
+        data = json.loads(cfg.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and str(data.get("format", "")).startswith("reconad-model/")
 
 
 def model_card(config: dict[str, Any]) -> str:

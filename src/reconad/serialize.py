@@ -81,12 +81,49 @@ def load_tensors(path: Path) -> dict[str, torch.Tensor]:
     return load_file(str(path))
 
 
-def atomic_dir(path: Path, writer: Callable[[Path], None]) -> None:
-    """Fill a temporary folder with ``writer(tmp_dir)``, then put it at ``path``.
+class OutputRefused(ValueError):
+    """Writing to a path would destroy something reconad did not write there."""
 
-    An existing folder at ``path`` is replaced only after the new one is complete.
+
+def check_replaceable(path: Path, is_ours: Callable[[Path], bool], what: str) -> None:
+    """Refuse to replace ``path`` unless it is absent, an empty folder, or ``is_ours(path)``.
+
+    Why: replacing a model folder must never delete a user's images, notes or files that
+    happen to sit at the chosen output path.
+
+    Raises:
+        OutputRefused: naming the path and why it is kept.
     """
     path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        return
+    if path.is_symlink() or not path.is_dir():
+        raise OutputRefused(
+            f"{path} exists and is not a folder reconad wrote; refusing to replace it "
+            f"(choose another output path for the {what})"
+        )
+    if not any(path.iterdir()) or is_ours(path):
+        return
+    raise OutputRefused(
+        f"{path} exists and is not a {what} folder (its config.json does not say so); "
+        "refusing to replace it, since that would delete its contents (choose another path)"
+    )
+
+
+def atomic_dir(
+    path: Path,
+    writer: Callable[[Path], None],
+    is_ours: Callable[[Path], bool] | None = None,
+    what: str = "reconad output",
+) -> None:
+    """Fill a temporary folder with ``writer(tmp_dir)``, then put it at ``path``.
+
+    An existing folder at ``path`` is replaced only after the new one is complete, and only
+    when it is empty or ``is_ours(path)`` says reconad wrote it (anything else is refused
+    before ``writer`` runs: see :func:`check_replaceable`).
+    """
+    path = Path(path)
+    check_replaceable(path, is_ours or (lambda _p: False), what)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
     try:

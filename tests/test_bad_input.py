@@ -1,0 +1,103 @@
+"""Bad input, scanned as a list of cases: the input, the exit code, the words in the message.
+
+Each case also checks that nothing the user owns was lost (issue 20: never delete or
+overwrite a file that reconad did not write).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from reconad import Detector
+from reconad.cli import app
+from reconad.serialize import OutputRefused
+
+runner = CliRunner()
+
+
+def _invoke(*args: object):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.fixture
+def parts(tmp_path: Path) -> Path:
+    """A small folder of a user's real-looking images (random gray parts) plus a note."""
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    for i in range(24):
+        Image.fromarray(rng.integers(0, 255, (16, 16), dtype=np.uint8)).save(folder / f"{i}.png")
+    (folder / "notes.txt").write_text("my notes")
+    return folder
+
+
+# --- item 1: data loss at --out ------------------------------------------------------------
+# (what sits at --out, the words the refusal must say)
+OUT_CASES = [
+    ("same as --data", "inside"),
+    ("inside --data", "inside"),
+    ("a folder of notes", "not a reconad model"),
+    ("a file", "not a folder reconad wrote"),
+    ("cwd (.)", "not a reconad model"),
+]
+
+
+@pytest.mark.parametrize(("case", "words"), OUT_CASES)
+def test_fit_never_replaces_what_reconad_did_not_write(case, words, parts, tmp_path, monkeypatch):
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "todo.md").write_text("keep me")
+    a_file = tmp_path / "report.pdf"
+    a_file.write_bytes(b"%PDF keep")
+    out = {
+        "same as --data": parts,
+        "inside --data": parts / "model",
+        "a folder of notes": notes,
+        "a file": a_file,
+        "cwd (.)": Path("."),
+    }[case]
+    monkeypatch.chdir(tmp_path)
+    before = _snapshot(tmp_path)
+    r = _invoke("fit", "--data", parts, "--out", out, "--method", "pca")
+    assert r.exit_code == 2, r.output
+    assert words in " ".join(r.output.split()), r.output
+    assert "Traceback" not in r.output
+    assert _snapshot(tmp_path) == before  # nothing lost, nothing added
+
+
+def test_fit_replaces_its_own_model_folder(parts, tmp_path):
+    out = tmp_path / "model"
+    assert _invoke("fit", "--data", parts, "--out", out, "--method", "pca").exit_code == 0
+    r = _invoke("fit", "--data", parts, "--out", out, "--method", "pca", "--seed", "1")
+    assert r.exit_code == 0, r.output
+    assert (out / "config.json").exists()
+
+
+def test_fit_writes_into_an_empty_folder(parts, tmp_path):
+    out = tmp_path / "empty"
+    out.mkdir()
+    r = _invoke("fit", "--data", parts, "--out", out, "--method", "pca")
+    assert r.exit_code == 0, r.output
+    assert (out / "weights.safetensors").exists()
+
+
+def test_detector_save_refuses_a_user_folder(parts, tmp_path):
+    det = Detector("pca").fit(parts)
+    before = _snapshot(parts)
+    with pytest.raises(OutputRefused, match="not a reconad model"):
+        det.save(parts)
+    assert _snapshot(parts) == before
+    target = tmp_path / "file.txt"
+    target.write_text("keep")
+    with pytest.raises(OutputRefused):
+        det.save(target)
+    assert target.read_text() == "keep"
