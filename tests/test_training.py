@@ -231,3 +231,40 @@ def test_channels_last_training_gives_the_same_model_in_the_usual_layout():
     with torch.no_grad():
         out_a, out_b = plain.eval()(x), fast.eval()(x)
     assert (out_a - out_b).abs().max() < 1e-2 and (out_a - out_b).abs().mean() < 1e-3
+
+
+def test_a_small_set_trains_as_many_steps_as_the_preset_was_chosen_with():
+    """Issue 21: 200 images at batch 32 used to give 6 steps an epoch; the preset's length
+    is now a step count, so the stage runs its floor of epochs * (4500 // 32) steps."""
+    stage = _ae(epochs=2).stages()[0]
+    small = training.plan_stage(stage, 200, reference=4500)
+    assert small.steps >= 2 * (4500 // 32) and small.batches == training.MIN_BATCHES_PER_EPOCH
+    large = training.plan_stage(stage, 6000, reference=4500)
+    assert (large.epochs, large.batches, large.samples_per_epoch) == (2, 6000 // 32, 6000)
+    literal = training.plan_stage(stage, 200, reference=0)  # epochs chosen by the caller
+    assert (literal.epochs, literal.steps) == (2, 2 * (200 // 32))
+
+
+def test_a_stage_given_in_steps_runs_at_least_those_steps():
+    stage = _ae(epochs=1).stages()[0]
+    stage.steps = 50
+    plan = training.plan_stage(stage, 96)
+    assert plan.steps >= 50 and plan.steps - 50 < plan.batches
+    assert training.plan_stage(stage, 96, scale=0.5).steps >= 25
+
+
+def test_history_records_steps_and_images_seen():
+    m = _ae(epochs=1)
+    res = train(m, _images(96), TrainConfig(progress=False, step_floor=True))
+    plan = training.plan_stage(m.stages()[0], 96, reference=m.reference_train_size)
+    assert res.steps == plan.steps == sum(h["steps"] for h in res.history)
+    assert res.images_seen == plan.steps * 32
+
+
+def test_detector_warns_when_a_run_is_shorter_than_its_preset():
+    from reconad.detector import Detector
+
+    imgs = _images(64)
+    with pytest.warns(UserWarning, match="fewer than the"):
+        det = Detector("ae", epochs=1, progress=False, val_fraction=0).fit(imgs)
+    assert det.to_config()["training"]["steps"] == det.steps_ == 1  # 64 images, one batch

@@ -196,6 +196,8 @@ def run_one_class(
         "n_val": len(split.val),
         "n_test": len(split.test),
         "fit_seconds": round(t_fit, 2),
+        "steps": getattr(det, "steps_", None),
+        "images_seen": getattr(det, "images_seen_", None),
         "stage_seconds": {k: round(v, 1) for k, v in det.stage_seconds_.items()},
         "score_seconds": round(t_score, 2),
         "peak_rss_mb": round(peak_rss_mb(), 1),

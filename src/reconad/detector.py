@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import platform
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from reconad.methods.base import Method, get_method
 from reconad.scoring import ScoreFusion, compute_views, make_fusion
 from reconad.scoring import check_options as check_scoring
 from reconad.serialize import atomic_dir, load_tensors, save_tensors, write_json
-from reconad.training import TrainConfig, train
+from reconad.training import TrainConfig, plan_steps, train
 
 MODEL_FORMAT = "reconad-model/1"
 
@@ -152,8 +153,11 @@ class Detector:
         self.method_: Method = cls(config, data.channels, size)
         self.input_shape_ = (data.channels, *size)
         images = resize_uint8(data.images, size)
+        self._warn_if_short(cls, config, data.channels, size, len(images))
         result = train(self.method_, images, self._train_config())
         self.history_ = result.history
+        self.steps_ = result.steps
+        self.images_seen_ = result.images_seen
         self.fit_seconds_ = result.seconds
         self.is_main_ = result.is_main
         self.n_train_ = len(data)
@@ -170,6 +174,25 @@ class Detector:
             self.val_scores_ = self._run(val_images, maps=False)["scores"]
             self.threshold_ = threshold_at_fpr(self.val_scores_, self.target_fpr)
         return self
+
+    def _warn_if_short(self, cls, config, channels: int, size, n: int) -> None:
+        """Warn when this run takes fewer optimiser steps than its preset was chosen with
+        (an ``epochs`` override or ``epochs_scale`` below 1): the model may be untrained."""
+        if not self.hparams and self.epochs_scale >= 1:
+            return  # the preset itself
+        planned = plan_steps(self.method_, n, self.epochs_scale, self._step_floor)
+        if not planned:
+            return
+        with torch.random.fork_rng():  # building the preset's network must not move the RNG
+            preset = cls(cls.make_config(self.preset), channels, size)
+        wanted = plan_steps(preset, n)
+        if planned < wanted:
+            warnings.warn(
+                f"{self.method}: this run takes {planned} optimiser steps on {n} images, fewer "
+                f"than the {wanted} its preset was chosen with; the model may be undertrained",
+                UserWarning,
+                stacklevel=3,
+            )
 
     @property
     def stage_seconds_(self) -> dict[str, float]:
@@ -196,7 +219,13 @@ class Detector:
             checkpoint_dir=Path(self.checkpoint_dir) if self.checkpoint_dir else None,
             progress=self.progress,
             epochs_scale=self.epochs_scale,
+            step_floor=self._step_floor,
         )
+
+    @property
+    def _step_floor(self) -> bool:
+        """Epochs the caller set are taken as epochs; a preset's epochs are a step count."""
+        return not any("epochs" in k for k in self.hparams)
 
     # ---- scoring ------------------------------------------------------------------------
     def _check_fitted(self) -> None:
@@ -401,6 +430,8 @@ class Detector:
                 "seed": self.seed,
                 "n_train": getattr(self, "n_train_", None),
                 "seconds": round(getattr(self, "fit_seconds_", 0.0), 3),
+                "steps": getattr(self, "steps_", None),
+                "images_seen": getattr(self, "images_seen_", None),
                 "epochs_scale": self.epochs_scale,
                 "devices": self.devices,
                 "strategy": self.strategy,

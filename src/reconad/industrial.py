@@ -45,7 +45,11 @@ from reconad.metrics import image_metrics, pixel_metrics
 from reconad.serialize import write_json
 
 #: named industrial data sets: folder under the data root, and the channels they are read as
-INDUSTRIAL_DATASETS: dict[str, dict[str, Any]] = {"magnetic-tile": {"channels": 1}}
+INDUSTRIAL_DATASETS: dict[str, dict[str, Any]] = {
+    "magnetic-tile": {"channels": 1},
+    "mvtec/screw": {"channels": 1},
+    "mvtec/transistor": {"channels": 3},
+}
 
 
 def is_industrial(dataset: str) -> bool:
@@ -315,6 +319,8 @@ def _run_seed(
         "n_train": len(fit),
         "n_val": len(val),
         "fit_seconds": round(t_fit, 2),
+        "steps": getattr(det, "steps_", None),
+        "images_seen": getattr(det, "images_seen_", None),
         "stage_seconds": {k: round(v, 1) for k, v in det.stage_seconds_.items()},
         # fit + scoring (data already loaded); the pixel metrics' own peak is reported apart
         "peak_rss_mb": rss,

@@ -5,6 +5,11 @@ strategy="ddp"`` runs on two CPU processes with gloo); the loop itself is ours: 
 method's declared stages, builds one Adam optimiser per group, applies step decay, shows a
 progress bar, writes a checkpoint after every epoch and resumes from the last one.
 
+Length: a stage is sized in optimiser steps (:func:`plan_stage`). It runs its epochs, or
+more when those would take fewer steps than its floor (``Stage.steps``, or the epochs
+converted at the size of the data set the preset was chosen on), so a folder of 200 images
+trains as long as a 6,000-image class instead of leaving the network at its initial state.
+
 Determinism: one seed sets initialisation (``seed_everything`` before the first stage), the
 data order of every epoch (a generator seeded from seed, stage and epoch) and the method's
 own randomness (the global torch RNG, whose state is checkpointed).
@@ -24,7 +29,7 @@ import numpy as np
 import torch
 from lightning_fabric import Fabric
 from lightning_fabric.strategies import DDPStrategy
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
 from reconad.methods.base import Method, Stage
 from reconad.serialize import flatten_state, load_tensors, save_tensors, unflatten_state, write_json
@@ -44,7 +49,11 @@ class TrainConfig:
         checkpoint_dir: where ``last.safetensors``/``last.json`` go each epoch; None = none.
         resume: continue from the checkpoint in ``checkpoint_dir`` when it matches this run.
         progress: show a rich progress bar.
-        epochs_scale: multiply every stage's epochs (tests and quick runs), at least 1 epoch.
+        epochs_scale: multiply every stage's epochs and steps (tests and quick runs), at
+            least 1 epoch.
+        step_floor: give a stage stated in epochs its preset's length in optimiser steps
+            (see :func:`plan_stage`). Off here, so the loop runs the epochs it is given; the
+            ``Detector`` turns it on unless the caller chose the epochs explicitly.
     """
 
     seed: int = 0
@@ -57,6 +66,7 @@ class TrainConfig:
     progress: bool = True
     epochs_scale: float = 1.0
     num_workers: int = 0
+    step_floor: bool = False
 
 
 @dataclass
@@ -68,9 +78,73 @@ class TrainResult:
     resumed_from: str | None = None
     is_main: bool = True
 
+    @property
+    def steps(self) -> int:
+        """Optimiser steps taken, over all stages (including those before a resume)."""
+        return sum(int(h.get("steps", 0)) for h in self.history)
+
+    @property
+    def images_seen(self) -> int:
+        """Training images drawn, over all stages (an image counts once per draw)."""
+        return sum(int(h.get("images", 0)) for h in self.history)
+
+
+#: an epoch of a small training set is stretched to at least this many batches (the images
+#: in fresh permutations), so a 200-image folder is not trained, checkpointed and logged one
+#: batch at a time; sets of ``MIN_BATCHES_PER_EPOCH * batch_size`` images or more are unchanged
+MIN_BATCHES_PER_EPOCH = 20
+
 
 def stage_epochs(stage: Stage, scale: float) -> int:
+    """The stage's epoch count alone (scaled, at least 1), before the step floor."""
     return max(1, int(round(stage.epochs * scale)))
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """How long a stage trains on a given number of images.
+
+    Attributes:
+        batch_size: the batch actually used (at most the number of images).
+        samples_per_epoch: images drawn per epoch (the set, or repeated permutations of it).
+        batches: optimiser steps per epoch.
+        epochs: epochs to run.
+        min_steps: the step floor the stage asked for (scaled), 0 when none.
+    """
+
+    batch_size: int
+    samples_per_epoch: int
+    batches: int
+    epochs: int
+    min_steps: int
+
+    @property
+    def steps(self) -> int:
+        return self.epochs * self.batches
+
+
+def plan_stage(stage: Stage, n_images: int, scale: float = 1.0, reference: int = 0) -> StagePlan:
+    """Size a stage in optimiser steps for ``n_images`` training images.
+
+    The stage runs its epochs, or more when that would take fewer optimiser steps than its
+    floor: ``stage.steps`` when set, else ``stage.epochs * (reference // batch)``. Both are
+    multiplied by ``scale``. With no floor (``reference=0`` and no ``stage.steps``) an
+    epoch is one pass over the images, as the caller asked.
+    """
+    bs = max(1, min(stage.batch_size, n_images))
+    sized_in_steps = stage.steps is not None or reference > 0
+    samples = max(n_images, MIN_BATCHES_PER_EPOCH * bs) if sized_in_steps else n_images
+    batches = samples // bs if samples > bs else 1  # drop_last when there is a full batch
+    floor = stage.steps if stage.steps is not None else stage.epochs * (reference // bs)
+    min_steps = int(round(floor * scale))
+    epochs = max(stage_epochs(stage, scale) if stage.steps is None else 1, -(-min_steps // batches))
+    return StagePlan(bs, samples, batches, epochs, min_steps)
+
+
+def plan_steps(method: Method, n_images: int, scale: float = 1.0, floor: bool = True) -> int:
+    """Total optimiser steps of all the method's stages on ``n_images`` images."""
+    ref = method.reference_train_size if floor else 0
+    return sum(plan_stage(s, n_images, scale, ref).steps for s in method.stages())
 
 
 def _lr_factor(group_milestones: tuple[float, ...], gamma: float, epoch: int, epochs: int) -> float:
@@ -155,7 +229,9 @@ def _train_stages(method, stages, data, images, cfg, fabric, result, on_epoch_en
         for si, stage in enumerate(stages):
             if si < start_stage:
                 continue
-            epochs = stage_epochs(stage, cfg.epochs_scale)
+            ref = method.reference_train_size if cfg.step_floor else 0
+            plan = plan_stage(stage, len(data), cfg.epochs_scale, ref)
+            epochs = plan.epochs
             first = start_epoch if si == start_stage else 0
             if first >= epochs:
                 continue
@@ -170,7 +246,7 @@ def _train_stages(method, stages, data, images, cfg, fabric, result, on_epoch_en
                     opt.load_state_dict(done["optimizers"][name])
             wrapped = {n: fabric.setup_optimizers(o) for n, o in optimizers.items()}
             targets = _frozen_targets(stage, data)
-            loader = _loader(data, stage.batch_size, cfg, fabric, targets)
+            loader = _loader(data, plan, cfg, fabric, targets)
             if first == 0:
                 method.on_stage_start(stage.name, _float_batches(loader))
             task = bar.add_task(stage.name, total=(epochs - first) * len(loader)) if bar else None
@@ -188,6 +264,8 @@ def _train_stages(method, stages, data, images, cfg, fabric, result, on_epoch_en
                         "stage": stage.name,
                         "epoch": epoch + 1,
                         "loss": mean_loss,
+                        "steps": len(loader),
+                        "images": len(loader) * plan.batch_size,
                         "seconds": round(time.perf_counter() - t0, 3),
                     }
                 )
@@ -252,21 +330,31 @@ def _frozen_targets(stage: Stage, data: torch.Tensor, chunk: int = 64) -> torch.
 
 def _loader(
     data: torch.Tensor,
-    batch_size: int,
+    plan: StagePlan,
     cfg: TrainConfig,
     fabric: Fabric,
     targets: torch.Tensor | None = None,
 ) -> DataLoader:
     gen = torch.Generator()
-    bs = min(batch_size, len(data))
+    bs = plan.batch_size
     tensors = (data,) if targets is None else (data, targets)
+    dataset = TensorDataset(*tensors)
+    # a small set's epoch is stretched over fresh permutations of it (see plan_stage); a
+    # large set's is one plain shuffle, as before, so earlier runs reproduce exactly
+    stretched = plan.samples_per_epoch > len(data)
+    sampler = (
+        RandomSampler(dataset, num_samples=plan.samples_per_epoch, generator=gen)
+        if stretched
+        else None
+    )
     loader = DataLoader(
-        TensorDataset(*tensors),
+        dataset,
         batch_size=bs,
-        shuffle=True,
-        generator=gen,
+        shuffle=not stretched,
+        sampler=sampler,
+        generator=None if stretched else gen,
         # A last batch of 1 breaks BatchNorm; drop the remainder when there is a full batch.
-        drop_last=len(data) > bs,
+        drop_last=plan.samples_per_epoch > bs,
         num_workers=cfg.num_workers,
     )
     loader = fabric.setup_dataloaders(loader)
@@ -362,4 +450,12 @@ class _Checkpoint:
         return meta
 
 
-__all__ = ["TrainConfig", "TrainResult", "TrainingError", "train"]
+__all__ = [
+    "StagePlan",
+    "TrainConfig",
+    "TrainResult",
+    "TrainingError",
+    "plan_stage",
+    "plan_steps",
+    "train",
+]

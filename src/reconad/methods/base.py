@@ -74,7 +74,7 @@ class OptimGroup:
 
 @dataclass
 class Stage:
-    """A training stage: its epochs and its optimiser groups, by name.
+    """A training stage: its length (optimiser steps, or epochs) and its optimiser groups.
 
     ``frozen_target``, when set, is a deterministic, frozen function of the input (e.g. the
     output of an earlier stage's network in eval mode). The loop computes it once for every
@@ -87,6 +87,9 @@ class Stage:
     groups: dict[str, OptimGroup]
     batch_size: int = 32
     frozen_target: Callable[[Tensor], Tensor] | None = None
+    #: the stage's length in optimiser steps: it trains for at least this many, however
+    #: few the images (None: ``epochs`` converted at the method's ``reference_train_size``)
+    steps: int | None = None
 
 
 class Method(nn.Module):
@@ -113,6 +116,11 @@ class Method(nn.Module):
     #: train with 4-d weights in channels-last layout (same maths; on CPU, oneDNN runs the
     #: small-channel convolutions of some networks 25-35% faster that way; see the loop)
     channels_last: ClassVar[bool] = False
+    #: training-set size a stage given in epochs was chosen on: such a stage trains for at
+    #: least ``epochs * (reference_train_size // batch_size)`` optimiser steps, so that a
+    #: 200-image folder trains as long as the 4,500-6,000-image one-class sets the presets
+    #: were tuned on (on those sets the epoch count already gives at least that many)
+    reference_train_size: ClassVar[int] = 4500
     #: named presets: overrides of ``Config`` defaults; the first key is the default preset
     presets: ClassVar[dict[str, dict[str, Any]]] = {"default": {}}
 
