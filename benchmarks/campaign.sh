@@ -16,6 +16,13 @@ B="reconad benchmark --data-root $ROOT --no-progress"
 ALSO="--also-score multiview,multiview+entropy,multiview+entropy-subtract"
 MT="$B --dataset magnetic-tile --size 128"
 QUEUE=(
+  # issue 21 (industrial): each change measured one at a time on Magnetic-Tile, seed 0.
+  # Training sized in optimiser steps (ae: 30 epochs -> at least 1,050 steps; ~15 min)
+  "$MT --method ae --seeds 0 --out benchmarks/results/magnetic-tile/ae-steps"
+  # DRAEM, cpu preset (<= 30 min a category and seed)
+  "$MT --method draem --seeds 0"
+  "$B --dataset mvtec/screw --method draem --seeds 0 --size 128"
+  "$B --dataset mvtec/transistor --method draem --seeds 0 --size 128"
   # issue 7: the industrial table (UTAD ~30 min a seed, rotnet_ae ~30 min a seed; done)
   "$MT --method utad --seeds 0-2"
   "$MT --method rotnet_ae --seeds 0-2 --save-models $MODELS/mt-rotnet_ae"

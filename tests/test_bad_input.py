@@ -101,3 +101,62 @@ def test_detector_save_refuses_a_user_folder(parts, tmp_path):
     with pytest.raises(OutputRefused):
         det.save(target)
     assert target.read_text() == "keep"
+
+
+# --- items 8, 9, 16: predict reads folders as fit does; stdout stays machine-readable ----
+@pytest.fixture
+def parts_model(parts, tmp_path) -> Path:
+    out = tmp_path / "model"
+    r = _invoke("fit", "--data", parts, "--out", out, "--method", "pca")
+    assert r.exit_code == 0, r.output
+    return out
+
+
+def test_predict_folder_skips_what_fit_skips(parts, parts_model):
+    (parts / ".DS_Store").write_bytes(b"\x00\x01junk")
+    (parts / "README.txt").write_text("not an image")
+    r = _invoke("predict", "--model", parts_model, parts)
+    assert r.exit_code == 0, r.output
+    assert len(r.output.strip().splitlines()) == 24  # the 24 images, nothing else
+
+
+def test_predict_json_is_one_object_per_line_even_with_a_progress_bar(
+    parts, parts_model, monkeypatch
+):
+    import json
+
+    import reconad.data.folders as folders
+
+    monkeypatch.setattr(folders, "PROGRESS_MIN_FILES", 5)  # the decoding bar shows
+    r = runner.invoke(app, ["predict", "--model", str(parts_model), str(parts), "--json"])
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()
+    assert len(lines) == 24 and all(json.loads(line)["file"] for line in lines)
+
+
+def test_heatmaps_of_same_named_files_in_two_folders_do_not_overwrite(parts_model, tmp_path):
+    for sub in ("good", "broken"):
+        (tmp_path / "t" / sub).mkdir(parents=True)
+        img = np.full((16, 16), 40 if sub == "good" else 200, np.uint8)
+        Image.fromarray(img).save(tmp_path / "t" / sub / "000.png")
+    maps = tmp_path / "maps"
+    r = _invoke(
+        "predict",
+        "--model",
+        parts_model,
+        tmp_path / "t" / "good",
+        tmp_path / "t" / "broken",
+        "--heatmaps",
+        maps,
+    )
+    assert r.exit_code == 0, r.output
+    names = sorted(p.name for p in maps.iterdir() if p.name.endswith("_heatmap.png"))
+    assert names == ["broken_000_heatmap.png", "good_000_heatmap.png"]
+
+
+def test_a_newline_in_a_file_name_stays_on_one_output_line(parts_model, tmp_path):
+    odd = tmp_path / "a\nb.png"
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(odd)
+    r = _invoke("predict", "--model", parts_model, odd)
+    assert r.exit_code == 0, r.output
+    assert len(r.output.strip().splitlines()) == 1 and "a\\nb.png" in r.output

@@ -170,6 +170,7 @@ def test_fit_and_test_on_an_mvtec_style_tree(tile_tree, tmp_path):
     assert r.exit_code == 0, r.output
     r = _invoke("test", "--model", model, "--data", tile_tree, "--out", tmp_path / "rep")
     assert r.exit_code == 0, r.output
+    assert "auroc[blowhole]" in r.output  # issue 20 item 7: not swallowed as rich markup
     res = json.loads((tmp_path / "rep" / "metrics.json").read_text())
     for k in ("auroc", "ap", "pixel_auroc", "aupro"):
         assert 0.0 <= res[k] <= 100.0

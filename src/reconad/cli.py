@@ -11,6 +11,7 @@ reconad benchmark --dataset fmnist --method ae --classes 0-9
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -20,6 +21,7 @@ import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 app = typer.Typer(
     help="Unsupervised image anomaly detection by reconstruction: train on normal images, "
@@ -277,7 +279,7 @@ def test(
         if res[k] is not None:
             t.add_row(k, f"{res[k]:.2f}")
     for k, v in res["auroc_per_type"].items():
-        t.add_row(f"auroc[{k}]", f"{v:.2f}")
+        t.add_row(Text(f"auroc[{k}]"), f"{v:.2f}")  # Text: "[blowhole]" is not rich markup
     console.print(t)
     if res.get("pixel_note"):
         console.print(f"no pixel metrics: {res['pixel_note']}")
@@ -306,14 +308,15 @@ def predict(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
 ) -> None:
     """Score images: one line each with score, verdict (anomalous/normal) and file."""
+    from reconad.data.folders import image_files
     from reconad.data.imageset import DataError
     from reconad.inputs import to_imageset
 
     det = _load(model)
     files: list[Path] = []
-    for p in images:
-        files.extend(sorted(q for q in p.iterdir() if q.is_file()) if p.is_dir() else [p])
     try:
+        for p in images:  # a folder is read by fit's rule: image files only, no hidden ones
+            files.extend(image_files(p) if p.is_dir() else [p])
         ts = to_imageset([str(f) for f in files], size=tuple(det.input_shape_[1:]))
         ex = det.explain(ts, n=len(ts) if heatmaps else 0)
     except DataError as e:
@@ -326,12 +329,25 @@ def predict(
         if as_json:
             print(json.dumps({"file": str(f), "score": float(s), "verdict": verdict}))
         else:
-            typer.echo(f"{s:12.6g}  {verdict:9s}  {f}")
+            name = str(f).replace("\n", "\\n").replace("\r", "\\r")  # one line per image
+            typer.echo(f"{s:12.6g}  {verdict:9s}  {name}")
         if heatmaps:
-            _write_heatmap(heatmaps, f, i, ex)
+            _write_heatmap(heatmaps, f, i, ex, _heatmap_stem(f, files))
 
 
-def _write_heatmap(folder: Path, f: Path, i: int, ex: dict[str, Any]) -> None:
+def _heatmap_stem(f: Path, files: list[Path]) -> str:
+    """A file name for ``f``'s heat maps, unique among ``files``: the stem, or the path
+    relative to the inputs' common folder (``test/good/000.png`` -> ``test_good_000``)
+    when two inputs share a stem."""
+    stems = [q.stem for q in files]
+    if stems.count(f.stem) == 1:
+        return f.stem
+    common = Path(os.path.commonpath([str(q.resolve().parent) for q in files]))
+    rel = f.resolve().with_suffix("").relative_to(common)
+    return "_".join(rel.parts)
+
+
+def _write_heatmap(folder: Path, f: Path, i: int, ex: dict[str, Any], stem: str) -> None:
     from reconad.data.folders import load_image
     from reconad.detector import resize_maps
     from reconad.report import save_extras_grid, save_heatmap
@@ -340,7 +356,7 @@ def _write_heatmap(folder: Path, f: Path, i: int, ex: dict[str, Any]) -> None:
     if ex["extras"]:
         save_extras_grid(
             {k: v[i : i + 1] for k, v in ex["extras"].items()},
-            folder / f"{f.stem}_grid.png",
+            folder / f"{stem}_grid.png",
             scores=ex["scores"][i : i + 1],
             n=1,
             overlay=None if ex["maps"] is None else ex["maps"][i : i + 1],
@@ -351,7 +367,7 @@ def _write_heatmap(folder: Path, f: Path, i: int, ex: dict[str, Any]) -> None:
         save_heatmap(
             load_image(f).astype(np.float32) / 255.0,
             amap,
-            folder / f"{f.stem}_heatmap.png",
+            folder / f"{stem}_heatmap.png",
             f"score {ex['scores'][i]:.4g}",
         )
 

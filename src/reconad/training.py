@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -368,37 +369,77 @@ def _float_batches(loader: DataLoader):
 
 
 class _progress:
-    """A rich progress bar, or nothing (context manager yielding the bar or None)."""
+    """Progress on stderr (context manager yielding the bar or None): a rich bar on a
+    terminal, plain periodic lines when stderr goes to a log file or a pipe."""
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
         self.bar = None
 
     def __enter__(self):
-        if self.enabled:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
+        if not self.enabled:
+            return None
+        from rich.console import Console
 
-            self.bar = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-                transient=False,
-            )
-            self.bar.__enter__()
+        console = Console(stderr=True)
+        if not console.is_terminal:
+            self.bar = _LineProgress()
+            return self.bar
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            transient=False,
+            console=console,
+        )
+        self.bar.__enter__()
         return self.bar
 
     def __exit__(self, *exc):
-        if self.bar is not None:
-            self.bar.__exit__(*exc)
+        if isinstance(self.bar, _LineProgress) or self.bar is None:
+            return
+        self.bar.__exit__(*exc)
+
+
+class _LineProgress:
+    """The subset of rich's Progress the loop uses, printing one line per ``every`` seconds
+    (and at each stage's end): "stage 3/40 loss 0.01: step 120/1600, 35 s, ~7.2 min left"."""
+
+    def __init__(self, every: float = 30.0) -> None:
+        self.every = every
+        self.tasks: dict[int, dict[str, Any]] = {}
+
+    def add_task(self, description: str, total: int) -> int:
+        tid = len(self.tasks)
+        now = time.perf_counter()
+        self.tasks[tid] = {"d": description, "n": 0, "total": total, "t0": now, "last": now}
+        return tid
+
+    def update(self, task: int, advance: int = 0, description: str | None = None, **_) -> None:
+        t = self.tasks[task]
+        t["n"] += advance
+        t["d"] = description or t["d"]
+        now = time.perf_counter()
+        if now - t["last"] >= self.every or t["n"] == t["total"]:
+            t["last"] = now
+            spent = now - t["t0"]
+            left = spent / max(t["n"], 1) * (t["total"] - t["n"])
+            print(
+                f"{t['d']}: step {t['n']}/{t['total']}, {spent:.0f} s, ~{left / 60:.1f} min left",
+                file=sys.stderr,
+                flush=True,
+            )
 
 
 class _Checkpoint:

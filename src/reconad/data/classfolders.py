@@ -24,9 +24,9 @@ from reconad.data.folders import (
     _check_size,
     _decode_all,
     _existing_dir,
-    _image_files,
     _is_image_name,
     _subdirs,
+    image_files,
     read_image_files,
 )
 from reconad.data.imageset import DataError, ImageSet
@@ -98,7 +98,7 @@ def read_class_folders(
         raise DataError(f"{base}: no class folders found (expected <class>/<image files>)")
     files, labels = [], []
     for label, folder in enumerate(classes):
-        found = _image_files(folder, "class folder")
+        found = image_files(folder, "class folder")
         files += found
         labels += [label] * len(found)
     result = read_image_files(

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+from rich.console import Console
 from rich.progress import track
 
 from reconad.data.imageset import DataError, ImageSet
@@ -153,7 +154,13 @@ def _decode_all(
     orig_sizes: list[Size] = []
     iterator = enumerate(items)
     if len(items) > PROGRESS_MIN_FILES:
-        iterator = track(iterator, total=len(items), description="Decoding images", transient=True)
+        iterator = track(  # on stderr: stdout stays machine-readable (predict --json)
+            iterator,
+            total=len(items),
+            description="Decoding images",
+            transient=True,
+            console=Console(stderr=True),
+        )
     for i, (name, source) in iterator:
         array, orig = _decode(source, name, channels, size)
         if images is None:
@@ -227,7 +234,7 @@ def _existing_dir(path: str | Path, what: str) -> Path:
     return path
 
 
-def _image_files(folder: Path, what: str = "folder") -> list[Path]:
+def image_files(folder: Path, what: str = "folder") -> list[Path]:
     """The image files directly in ``folder``, sorted by name; DataError when there are none."""
     files = sorted(p for p in _existing_dir(folder, what).iterdir() if _is_image_name(p.name))
     files = [p for p in files if p.is_file()]
@@ -261,7 +268,7 @@ def read_flat_folder(
     Raises:
         DataError: the folder is missing or holds no image files, or an image is unusable.
     """
-    files = _image_files(Path(directory), "image folder")
+    files = image_files(Path(directory), "image folder")
     return read_image_files(files, size=size, channels=channels)
 
 
@@ -365,7 +372,7 @@ def read_mvtec(
     types = [d.name for d in _subdirs(test_dir) if d.name != "good"] if test_dir.is_dir() else []
     class_names = ["good", *types]
     if split == "train":
-        files = _image_files(root / "train" / "good", "training folder")
+        files = image_files(root / "train" / "good", "training folder")
         labels = [0] * len(files)
     else:
         _existing_dir(test_dir, "test folder")
@@ -373,7 +380,7 @@ def read_mvtec(
         for label, name in enumerate(class_names):
             if name == "good" and not (test_dir / "good").is_dir():
                 continue
-            found = _image_files(test_dir / name, "test folder")
+            found = image_files(test_dir / name, "test folder")
             files += found
             labels += [label] * len(found)
     mask_files = _match_masks(root, files, class_names) if split == "test" else [None] * len(files)
