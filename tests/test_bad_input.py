@@ -160,3 +160,102 @@ def test_a_newline_in_a_file_name_stays_on_one_output_line(parts_model, tmp_path
     r = _invoke("predict", "--model", parts_model, odd)
     assert r.exit_code == 0, r.output
     assert len(r.output.strip().splitlines()) == 1 and "a\\nb.png" in r.output
+
+
+# --- items 2, 3, 6, 13: a broken model folder gets one line naming the file, exit code 2 -
+def _corrupt(model: Path, case: str) -> None:
+    import json
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    weights, cfg_path = model / "weights.safetensors", model / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    if case == "truncated weights":
+        weights.write_bytes(weights.read_bytes()[:100])
+    elif case == "random weights":
+        weights.write_bytes(np.random.default_rng(0).bytes(4096))
+    elif case in ("wrong-shaped weight", "NaN weights"):
+        t = load_file(str(weights))
+        key = next(k for k in sorted(t) if t[k].ndim >= 2)
+        t[key] = torch.zeros(1) if case == "wrong-shaped weight" else t[key] * float("nan")
+        save_file(t, str(weights))
+    elif case == "bad JSON":
+        cfg_path.write_text('{"format": "reconad-model/1", method: pca}')
+    elif case == "JSON list":
+        cfg_path.write_text("[1, 2]")
+    elif case == "no calibration":
+        del cfg["calibration"]
+        cfg_path.write_text(json.dumps(cfg))
+    elif case == "unknown hyper-parameter":
+        cfg["hparams"]["speed"] = "high"
+        cfg_path.write_text(json.dumps(cfg))
+    elif case == "changed input size":
+        cfg["input"]["height"] = cfg["input"]["width"] = 32
+        cfg_path.write_text(json.dumps(cfg))
+
+
+# (what is broken, the words the one-line message must hold)
+MODEL_CASES = [
+    ("truncated weights", "weights.safetensors"),
+    ("random weights", "not a readable safetensors file"),
+    ("wrong-shaped weight", "has shape (1,)"),
+    ("NaN weights", "NaN"),
+    ("bad JSON", "not valid JSON"),
+    ("JSON list", "expected a JSON object, found a list"),
+    ("no calibration", "'calibration'"),
+    ("unknown hyper-parameter", "speed"),
+    ("changed input size", "needs"),
+]
+
+
+@pytest.fixture(scope="module")
+def ae_model(tmp_path_factory) -> Path:
+    """A tiny trained ae (it has 4-d weights, which pca lacks)."""
+    rng = np.random.default_rng(0)
+    imgs = rng.integers(0, 255, (24, 1, 16, 16), dtype=np.uint8)
+    out = tmp_path_factory.mktemp("ae") / "model"
+    Detector("ae", epochs=1, progress=False).fit(imgs).save(out)
+    return out
+
+
+@pytest.mark.parametrize(("case", "words"), MODEL_CASES)
+def test_a_broken_model_folder_is_one_clear_line(case, words, ae_model, parts, tmp_path):
+    import shutil
+
+    model = tmp_path / "m"
+    shutil.copytree(ae_model, model)
+    _corrupt(model, case)
+    r = _invoke("predict", "--model", model, parts)
+    assert r.exit_code == 2, r.output
+    flat = " ".join(r.output.split())
+    assert words in flat and "Traceback" not in r.output
+    assert str(model) in flat  # the message names the folder's file
+
+
+def test_set_with_a_word_for_a_number_is_refused_before_training(parts, tmp_path):
+    r = _invoke(
+        "fit", "--data", parts, "--out", tmp_path / "m", "--method", "ae", "--set", "lr=fast"
+    )
+    assert r.exit_code == 2
+    assert "lr='fast' should be a float" in " ".join(r.output.split())
+    assert not (tmp_path / "m").exists()
+
+
+def test_a_corrupt_training_checkpoint_starts_afresh_and_says_so(tmp_path, capsys):
+    """A checkpoint of this very run (its fingerprint matches) whose weights are garbage."""
+    import json
+
+    from reconad.methods import get_method
+    from reconad.training import TrainConfig, _fingerprint, train
+
+    imgs = np.random.default_rng(0).integers(0, 255, (24, 1, 16, 16), dtype=np.uint8)
+    cls = get_method("ae")
+    method = cls(cls.make_config(epochs=1), 1, (16, 16))
+    cfg = TrainConfig(checkpoint_dir=tmp_path, progress=False)
+    meta = {"fingerprint": _fingerprint(method, imgs, cfg), "stage": 0, "epoch": 0}
+    (tmp_path / "last.json").write_text(json.dumps(meta))
+    (tmp_path / "last.safetensors").write_bytes(b"garbage")
+    res = train(method, imgs, cfg)
+    assert res.resumed_from is None and len(res.history) == 1
+    assert f"checkpoint {tmp_path} is unreadable" in capsys.readouterr().err

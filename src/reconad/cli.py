@@ -96,7 +96,7 @@ def _log(message: str) -> None:
 
 
 def _fail(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}")
+    err.print("[bold red]error:[/]", Text(message), soft_wrap=True)  # one line, no markup
     raise typer.Exit(2)
 
 

@@ -445,19 +445,45 @@ class Detector:
     def load(cls, path: str | Path) -> Detector:
         """Load a model folder written by :meth:`save` (no pickle involved).
 
+        Every way a folder can be broken (bad JSON, a missing or changed field, an unknown
+        hyper-parameter, unreadable, wrongly shaped or non-finite weights) is a ValueError
+        whose message names the file and the problem.
+
         Raises:
             FileNotFoundError: if the folder or one of its files is missing.
-            ValueError: if the folder is not a reconad model.
+            ValueError: if the folder is not a usable reconad model.
         """
         path = Path(path)
         cfg_path, weights = path / "config.json", path / "weights.safetensors"
         for p in (cfg_path, weights):
             if not p.exists():
                 raise FileNotFoundError(f"{p} not found: is {path} a model folder from fit?")
-        cfg = json.loads(cfg_path.read_text())
-        if cfg.get("format") != MODEL_FORMAT:
-            raise ValueError(f"{cfg_path}: not a {MODEL_FORMAT} model (format {cfg.get('format')})")
+        cfg = _read_config(cfg_path)
+        try:
+            tensors = load_tensors(weights)
+        except Exception as e:  # safetensors' own error type is not a ValueError
+            raise ValueError(f"{weights}: not a readable safetensors file ({e})") from None
+        for name, t in tensors.items():
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                raise ValueError(f"{weights}: tensor {name!r} holds NaN or infinite values")
+        try:
+            return cls._from_config(cfg, tensors)
+        except KeyError as e:
+            raise ValueError(f"{cfg_path}: missing or unknown entry {e}") from None
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{cfg_path} / {weights.name}: {e}") from None
+
+    @classmethod
+    def _from_config(cls, cfg: dict[str, Any], tensors: dict[str, torch.Tensor]) -> Detector:
+        """Build a fitted detector from a parsed config.json and its weights."""
         method_cls = get_method(cfg["method"])
+        known = {f.name for f in dataclasses.fields(method_cls.Config)}
+        unknown = sorted(set(cfg["hparams"]) - known)
+        if unknown:
+            raise ValueError(
+                f"hyper-parameter(s) {unknown} unknown to method {cfg['method']!r} "
+                f"(it has {sorted(known)}); was the model written by another version?"
+            )
         hp = _restore_tuples(method_cls.Config, cfg["hparams"])
         calib = cfg["calibration"]
         det = cls(
@@ -472,7 +498,7 @@ class Detector:
         det.method_ = method_cls(
             method_cls.Config(**hp), inp["channels"], (inp["height"], inp["width"])
         )
-        det.method_.assign_state(load_tensors(weights))
+        det.method_.assign_state(tensors)
         det.method_.eval()
         det.input_shape_ = (inp["channels"], inp["height"], inp["width"])
         det.threshold_ = float("nan") if calib["threshold"] is None else float(calib["threshold"])
@@ -487,15 +513,31 @@ class Detector:
         return det
 
 
+def _read_config(cfg_path: Path) -> dict[str, Any]:
+    """config.json as a dict of this format, or a ValueError naming the file and problem."""
+    try:
+        cfg = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(
+            f"{cfg_path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})"
+        ) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"{cfg_path}: unreadable ({e})") from None
+    if not isinstance(cfg, dict):
+        raise ValueError(f"{cfg_path}: expected a JSON object, found a {type(cfg).__name__}")
+    if cfg.get("format") != MODEL_FORMAT:
+        raise ValueError(f"{cfg_path}: not a {MODEL_FORMAT} model (format {cfg.get('format')})")
+    return cfg
+
+
 def is_model_dir(path: str | Path) -> bool:
     """True when ``path`` is a folder whose config.json says it is a reconad model (the only
     kind of folder :meth:`Detector.save` may replace)."""
-    cfg = Path(path) / "config.json"
     try:
-        data = json.loads(cfg.read_text())
+        _read_config(Path(path) / "config.json")
     except (OSError, ValueError):
         return False
-    return isinstance(data, dict) and str(data.get("format", "")).startswith("reconad-model/")
+    return True
 
 
 def model_card(config: dict[str, Any]) -> str:

@@ -136,7 +136,8 @@ def plan_stage(stage: Stage, n_images: int, scale: float = 1.0, reference: int =
     sized_in_steps = stage.steps is not None or reference > 0
     samples = max(n_images, MIN_BATCHES_PER_EPOCH * bs) if sized_in_steps else n_images
     batches = samples // bs if samples > bs else 1  # drop_last when there is a full batch
-    floor = stage.steps if stage.steps is not None else stage.epochs * (reference // bs)
+    per_epoch = reference // max(1, stage.batch_size)  # at the preset's batch, not a clipped one
+    floor = stage.steps if stage.steps is not None else stage.epochs * per_epoch
     min_steps = int(round(floor * scale))
     epochs = max(stage_epochs(stage, scale) if stage.steps is None else 1, -(-min_steps // batches))
     return StagePlan(bs, samples, batches, epochs, min_steps)
@@ -481,13 +482,17 @@ class _Checkpoint:
             if meta.get("fingerprint") != self.fingerprint:
                 return None  # a checkpoint of another run: start afresh, it gets overwritten
             tensors = load_tensors(weights)
-        except (OSError, ValueError, json.JSONDecodeError):
-            return None  # unreadable checkpoint: start afresh rather than crash
-        method.assign_state(
-            {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
-        )
-        torch.set_rng_state(tensors["rng.torch"])
-        meta["optimizers"] = unflatten_state(meta["optimizers"], tensors)
+            state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+            method.assign_state(state)  # checks every tensor before it changes one
+            torch.set_rng_state(tensors["rng.torch"])
+            meta["optimizers"] = unflatten_state(meta["optimizers"], tensors)
+        except Exception as e:  # unreadable, truncated or foreign: start afresh, say so
+            print(
+                f"checkpoint {self.folder} is unreadable ({type(e).__name__}: {e}); "
+                "training starts afresh and overwrites it",
+                file=sys.stderr,
+            )
+            return None
         return meta
 
 

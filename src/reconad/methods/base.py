@@ -225,6 +225,9 @@ class Method(nn.Module):
             raise ValueError(
                 f"method {cls.name!r} has no hyper-parameter(s) {unknown}; it has {sorted(names)}"
             )
+        defaults = cls.Config()
+        for key, value in values.items():
+            _check_type(cls.name, key, getattr(defaults, key), value)
         cfg = cls.Config(**values)
         cfg_dict = dataclasses.asdict(cfg)
         if "preset" in cfg_dict:
@@ -239,22 +242,55 @@ class Method(nn.Module):
 
         Raises:
             KeyError: if a stored name is unknown, or a parameter is missing.
+            ValueError: if a parameter's stored shape differs (``copy_`` would broadcast a
+                (1,) tensor into any weight silently), naming the tensor and both shapes.
         """
         own = dict(self.named_parameters())
         bufs = dict(self.named_buffers())
         missing = sorted(set(own) - set(tensors))
         if missing:
             raise KeyError(f"weights file lacks parameters {missing[:5]}")
+        for key, value in tensors.items():  # check everything before changing anything
+            if key not in own and key not in bufs:
+                raise KeyError(f"weights file has {key!r}, which method {self.name!r} lacks")
+            if key in own and own[key].shape != value.shape:
+                raise ValueError(
+                    f"weights tensor {key!r} has shape {tuple(value.shape)}; method "
+                    f"{self.name!r} needs {tuple(own[key].shape)}"
+                )
         for key, value in tensors.items():
             if key in own:
                 with torch.no_grad():
                     own[key].copy_(value)
-            elif key in bufs:
+            else:
                 module_name, _, attr = key.rpartition(".")
                 module = self.get_submodule(module_name) if module_name else self
                 module._buffers[attr] = value.clone()
-            else:
-                raise KeyError(f"weights file has {key!r}, which method {self.name!r} lacks")
+
+
+def _check_type(method: str, key: str, default: Any, value: Any) -> None:
+    """Refuse a hyper-parameter whose type cannot stand for its default's (``lr="fast"``).
+
+    Raises:
+        ValueError: naming the method, the hyper-parameter, the value and the type wanted.
+    """
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, (int, float)):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        ok = ok and (isinstance(default, float) or float(value).is_integer())
+    elif isinstance(default, str):
+        ok = isinstance(value, str)
+    elif isinstance(default, (tuple, list)):
+        ok = isinstance(value, (tuple, list, str))  # "rotate,gray" is parsed by the method
+    else:
+        ok = True  # None defaults and other types: the method checks them itself
+    if not ok:
+        want = type(default).__name__
+        raise ValueError(
+            f"method {method!r}: hyper-parameter {key}={value!r} should be a {want} "
+            f"(default {default!r})"
+        )
 
 
 _REGISTRY: dict[str, type[Method]] = {}
