@@ -243,10 +243,13 @@ def test_set_with_a_word_for_a_number_is_refused_before_training(parts, tmp_path
 
 
 def test_a_corrupt_training_checkpoint_starts_afresh_and_says_so(tmp_path, capsys):
-    """A checkpoint of this very run (its fingerprint matches) whose weights are garbage."""
+    """A checkpoint of this very run (its fingerprint matches) whose tensors are garbage."""
     import json
 
+    import torch
+
     from reconad.methods import get_method
+    from reconad.serialize import save_tensors
     from reconad.training import TrainConfig, _fingerprint, train
 
     imgs = np.random.default_rng(0).integers(0, 255, (24, 1, 16, 16), dtype=np.uint8)
@@ -254,8 +257,136 @@ def test_a_corrupt_training_checkpoint_starts_afresh_and_says_so(tmp_path, capsy
     method = cls(cls.make_config(epochs=1), 1, (16, 16))
     cfg = TrainConfig(checkpoint_dir=tmp_path, progress=False)
     meta = {"fingerprint": _fingerprint(method, imgs, cfg), "stage": 0, "epoch": 0}
-    (tmp_path / "last.json").write_text(json.dumps(meta))
-    (tmp_path / "last.safetensors").write_bytes(b"garbage")
+    save_tensors(
+        tmp_path / "last.safetensors", {"junk": torch.zeros(3)}, {"reconad": json.dumps(meta)}
+    )
     res = train(method, imgs, cfg)
     assert res.resumed_from is None and len(res.history) == 1
     assert f"checkpoint {tmp_path} is unreadable" in capsys.readouterr().err
+
+
+# --- items 6, 12: run options refused with one line before any training ------------------
+# (extra fit options, the words of the refusal)
+OPTION_CASES = [
+    (["--devices", "abc"], "--devices 'abc'"),
+    (["--val-fraction", "-0.5"], "--val-fraction -0.5: must be in [0, 1)"),
+    (["--epochs", "0"], "--epochs 0: must be at least 1"),
+    (["--epochs", "-3"], "--epochs -3: must be at least 1"),
+    (["--target-fpr", "1.5"], "--target-fpr 1.5"),
+]
+
+
+@pytest.mark.parametrize(("extra", "words"), OPTION_CASES)
+def test_bad_run_options_are_refused(extra, words, parts, tmp_path):
+    r = _invoke("fit", "--data", parts, "--out", tmp_path / "m", "--method", "ae", *extra)
+    assert r.exit_code == 2, r.output
+    assert words in " ".join(r.output.split()) and "Traceback" not in r.output
+    assert not (tmp_path / "m").exists()
+
+
+def test_cuda_without_a_gpu_is_one_line(parts, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    r = _invoke("fit", "--data", parts, "--out", tmp_path / "m", "--accelerator", "cuda")
+    assert r.exit_code == 2 and "sees no CUDA GPU" in r.output
+
+
+def test_a_one_image_folder_is_refused_not_saved_with_a_nan_threshold(tmp_path):
+    one = tmp_path / "one"
+    one.mkdir()
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(one / "a.png")
+    r = _invoke("fit", "--data", one, "--out", tmp_path / "m", "--method", "pca")
+    assert r.exit_code == 2 and "too few to hold any out" in " ".join(r.output.split())
+    assert not (tmp_path / "m").exists()
+
+
+def test_a_nan_loss_is_one_line_and_leaves_no_checkpoint(parts, tmp_path):
+    out = tmp_path / "m"
+    r = _invoke("fit", "--data", parts, "--out", out, "--method", "ae", "--epochs", "3",
+                "--set", "lr=1e30", "--no-progress")  # fmt: skip
+    assert r.exit_code == 2, r.output
+    assert "became" in r.output and "Traceback" not in r.output
+    assert not out.exists() and not out.with_name(".m.checkpoint").exists()
+
+
+# --- item 11: a second fit on the same --out refuses while the first holds the lock -------
+def test_a_second_fit_on_the_same_out_is_refused(parts, tmp_path):
+    import fcntl
+
+    out = tmp_path / "m"
+    with open(tmp_path / ".m.lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a running fit holds it
+        r = _invoke("fit", "--data", parts, "--out", out, "--method", "pca")
+    assert r.exit_code == 2 and "another reconad fit is writing" in " ".join(r.output.split())
+    assert not out.exists()
+    assert _invoke("fit", "--data", parts, "--out", out, "--method", "pca").exit_code == 0
+
+
+# --- item 15: saved files follow the umask ------------------------------------------------
+def test_saved_model_honours_the_umask(parts, tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        Detector("pca").fit(parts).save(tmp_path / "m")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "m").stat().st_mode) == 0o755
+    for f in (tmp_path / "m").iterdir():
+        assert stat.S_IMODE(f.stat().st_mode) == 0o644, f
+
+
+# --- items 4, 14: kill -9 at each point of fit leaves the old state or the new one --------
+def _fit_process(parts: Path, out: Path, kill_at: str | None):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "RECONAD_KILL_AT": kill_at or ""}
+    cmd = [sys.executable, "-m", "reconad.cli", "fit", "--data", str(parts), "--out", str(out),
+           "--method", "ae", "--epochs", "3", "--set", "batch_size=8", "--no-progress"]  # fmt: skip
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith((".partial", ".old", ".tmp")))
+
+
+@pytest.mark.slow
+def test_kill_between_checkpoint_writes_resumes_to_the_same_model(parts, tmp_path):
+    import json
+
+    ref = _fit_process(parts, tmp_path / "ref", None)
+    assert ref.returncode == 0, ref.stderr
+    out = tmp_path / "m"
+    # killed while the second epoch's checkpoint is complete but not yet renamed into place
+    r = _fit_process(parts, out, "before-rename:last.safetensors#2")
+    assert r.returncode == -9 and not out.exists()
+    r = _fit_process(parts, out, None)
+    assert r.returncode == 0, r.stderr
+    assert "resuming from checkpoint" in r.stderr and "after epoch 1" in r.stderr
+    got, want = (json.loads((p / "config.json").read_text()) for p in (out, tmp_path / "ref"))
+    assert got["calibration"]["threshold"] == want["calibration"]["threshold"]
+    assert [h["loss"] for h in got["training"]["history"]] == [
+        h["loss"] for h in want["training"]["history"]
+    ]
+    assert _leftovers(tmp_path) == [] and not (tmp_path / ".m.checkpoint").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", ["dir-complete#1", "between-renames#1"])
+def test_kill_during_the_final_save_leaves_old_or_new_and_is_cleaned_up(point, parts, tmp_path):
+    out = tmp_path / "m"
+    assert _fit_process(parts, out, None).returncode == 0
+    first = (out / "weights.safetensors").read_bytes()
+    r = _fit_process(parts, out, point)
+    assert r.returncode == -9
+    # the old model is still there, or (between the two renames) set aside as .m.old
+    kept = out if out.exists() else tmp_path / ".m.old"
+    assert (kept / "weights.safetensors").read_bytes() == first
+    r = _fit_process(parts, out, None)  # the next run recovers and cleans up
+    assert r.returncode == 0, r.stderr
+    assert (out / "config.json").exists() and _leftovers(tmp_path) == []

@@ -50,9 +50,10 @@ def test_history_and_checkpoint_written_each_epoch(tmp_path):
     res = train(m, _images(), TrainConfig(checkpoint_dir=tmp_path, progress=False))
     assert [h["epoch"] for h in res.history] == [1, 2, 3]
     assert all(np.isfinite(h["loss"]) for h in res.history)
-    meta = json.loads((tmp_path / "last.json").read_text())
+    meta = training.read_checkpoint_meta(tmp_path)
     assert meta["epoch"] == 2 and meta["stage"] == 0
     assert (tmp_path / "last.safetensors").exists()
+    assert os.listdir(tmp_path) == ["last.safetensors"]  # one file: one atomic write
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
 
 
@@ -72,7 +73,7 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
     interrupted = _ae(epochs=3)
     with pytest.raises(KeyboardInterrupt):
         train(interrupted, imgs, TrainConfig(seed=5, checkpoint_dir=tmp_path, progress=False))
-    assert json.loads((tmp_path / "last.json").read_text())["epoch"] == 1
+    assert training.read_checkpoint_meta(tmp_path)["epoch"] == 1
     monkeypatch.setattr(training, "_run_epoch", real_epoch)
 
     resumed = _ae(epochs=3)  # a fresh process would build a fresh model, too
@@ -91,7 +92,6 @@ def test_checkpoint_of_another_run_is_not_resumed(tmp_path):
 
 
 def test_corrupt_checkpoint_starts_afresh(tmp_path):
-    (tmp_path / "last.json").write_text("{not json")
     (tmp_path / "last.safetensors").write_bytes(b"garbage")
     res = train(_ae(epochs=1), _images(), TrainConfig(checkpoint_dir=tmp_path, progress=False))
     assert res.resumed_from is None and len(res.history) == 1

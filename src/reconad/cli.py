@@ -10,6 +10,7 @@ reconad benchmark --dataset fmnist --method ae --classes 0-9
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -98,6 +99,42 @@ def _log(message: str) -> None:
 def _fail(message: str) -> None:
     err.print("[bold red]error:[/]", Text(message), soft_wrap=True)  # one line, no markup
     raise typer.Exit(2)
+
+
+def _check_run_options(
+    accelerator: str, devices: str, val_fraction: float, target_fpr: float, epochs: int | None
+) -> int | str:
+    """Refuse bad run options before any data is read; returns ``devices`` as Fabric takes it."""
+    if not (devices.isdigit() and int(devices) >= 1) and devices != "auto":
+        _fail(f"--devices {devices!r}: give a number of devices (1, 2, ...) or auto")
+    if accelerator in ("cuda", "gpu"):
+        import torch
+
+        if not torch.cuda.is_available():
+            _fail(f"--accelerator {accelerator}: this torch build sees no CUDA GPU; use cpu")
+    if not 0.0 <= val_fraction < 1.0:
+        _fail(f"--val-fraction {val_fraction}: must be in [0, 1) (0 leaves no threshold)")
+    if not 0.0 < target_fpr < 1.0:
+        _fail(f"--target-fpr {target_fpr}: must be in (0, 1)")
+    if epochs is not None and epochs < 1:
+        _fail(f"--epochs {epochs}: must be at least 1")
+    return int(devices) if devices.isdigit() else devices
+
+
+@contextlib.contextmanager
+def _locked(out: Path):
+    """Hold ``.OUT.lock`` beside the model folder for a block, or refuse: two fits writing
+    one folder would both print "saved" and the last writer would win. An flock: the OS
+    releases it when the process ends, also on kill -9, so no stale lock is left."""
+    import fcntl
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.with_name(f".{out.name}.lock"), "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            _fail(f"another reconad fit is writing {out} (it holds {lock.name}); wait for it")
+        yield
 
 
 def _check_out(out: Path, data: Path) -> Path:
@@ -205,46 +242,52 @@ def fit(
     """
     from reconad.data.imageset import DataError
     from reconad.detector import Detector
+    from reconad.training import TrainingError
 
     out = _check_out(out, data)
+    n_devices = _check_run_options(accelerator, devices, val_fraction, target_fpr, epochs)
     hp = _parse_set(set_)
     scoring = _scoring(method, score, difficulty, difficulty_mode)
     if epochs is not None:
         hp["epochs"] = epochs
-    ckpt = out.with_name(f".{out.name}.checkpoint")
-    if not resume and ckpt.exists():
-        shutil.rmtree(ckpt)
-    det = Detector(
-        method,
-        preset=preset,
-        image_size=image_size,
-        seed=seed,
-        val_fraction=val_fraction,
-        target_fpr=target_fpr,
-        accelerator=accelerator,
-        devices=int(devices) if devices.isdigit() else devices,
-        strategy=strategy,
-        precision=precision,
-        checkpoint_dir=ckpt,
-        progress=progress,
-        hparams=hp,
-        **scoring,
-    )
-    try:
-        det.fit(data)
-    except (DataError, ValueError, KeyError) as e:
-        _fail(str(e))
-    if not det.is_main_:
-        return
-    det.save(out)
-    shutil.rmtree(ckpt, ignore_errors=True)
-    if det.provenance_ != "paper":
-        console.print(f"{method}: {det.provenance_}")
-    console.print(
-        f"trained {method} on {det.n_train_} images in {det.fit_seconds_:.0f} s; threshold "
-        f"{det.threshold_:.4g} ({100 * target_fpr:.0f}% FPR on {len(det.val_scores_)} "
-        f"held-out normals); saved {out}"
-    )
+    with _locked(out):
+        ckpt = out.with_name(f".{out.name}.checkpoint")
+        if not resume and ckpt.exists():
+            shutil.rmtree(ckpt)
+        det = Detector(
+            method,
+            preset=preset,
+            image_size=image_size,
+            seed=seed,
+            val_fraction=val_fraction,
+            target_fpr=target_fpr,
+            accelerator=accelerator,
+            devices=n_devices,
+            strategy=strategy,
+            precision=precision,
+            checkpoint_dir=ckpt,
+            progress=progress,
+            hparams=hp,
+            **scoring,
+        )
+        try:
+            det.fit(data)
+        except TrainingError as e:  # a NaN loss: nothing worth resuming from
+            shutil.rmtree(ckpt, ignore_errors=True)
+            _fail(str(e))
+        except (DataError, ValueError, KeyError) as e:
+            _fail(str(e))
+        if not det.is_main_:
+            return
+        det.save(out)
+        shutil.rmtree(ckpt, ignore_errors=True)
+        if det.provenance_ != "paper":
+            console.print(f"{method}: {det.provenance_}")
+        console.print(
+            f"trained {method} on {det.n_train_} images in {det.fit_seconds_:.0f} s; threshold "
+            f"{det.threshold_:.4g} ({100 * target_fpr:.0f}% FPR on {len(det.val_scores_)} "
+            f"held-out normals); saved {out}"
+        )
 
 
 @app.command()

@@ -145,6 +145,12 @@ class Detector:
             )
         if validation is None and self.val_fraction > 0:
             data, val = holdout_split(data, self.val_fraction, self.seed)
+            if not len(val):
+                raise ValueError(
+                    f"{len(data)} normal image(s) are too few to hold any out for the "
+                    "threshold (at least 2 are needed, 20 or more give a usable one); pass "
+                    "val_fraction=0 (--val-fraction 0) to train without a threshold"
+                )
         elif validation is not None:
             val = to_imageset(validation, size=size)
         else:

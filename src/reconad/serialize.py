@@ -9,15 +9,18 @@ write never leaves a half-written result behind.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
+import signal
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 _TENSOR = "__tensor__"
@@ -51,6 +54,32 @@ def unflatten_state(skeleton: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return skeleton
 
 
+_CRASH_COUNTS: dict[str, int] = {}
+
+
+def crash_point(name: str) -> None:
+    """Fault injection for the kill -9 tests: SIGKILL this process the k-th time it reaches
+    the named point when ``RECONAD_KILL_AT`` is ``name#k`` (never set in normal use)."""
+    want = os.environ.get("RECONAD_KILL_AT")
+    if not want:
+        return
+    _CRASH_COUNTS[name] = _CRASH_COUNTS.get(name, 0) + 1
+    if want == f"{name}#{_CRASH_COUNTS[name]}":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _honour_umask(path: Path, folder: bool) -> None:
+    """mkstemp/mkdtemp create 0600 files and 0700 folders whatever the umask; give the
+    result the mode a plain open()/mkdir() would, so a service account can read a model."""
+    os.chmod(path, (0o777 if folder else 0o666) & ~_umask())
+
+
 def atomic_write(path: Path, writer: Callable[[Path], None]) -> None:
     """Call ``writer(tmp)`` on a temporary file beside ``path``, then rename it into place."""
     path = Path(path)
@@ -59,6 +88,8 @@ def atomic_write(path: Path, writer: Callable[[Path], None]) -> None:
     os.close(fd)
     try:
         writer(Path(tmp))
+        _honour_umask(Path(tmp), folder=False)
+        crash_point(f"before-rename:{path.name}")
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -70,15 +101,24 @@ def write_json(path: Path, data: Any) -> None:
     atomic_write(Path(path), lambda p: p.write_text(json.dumps(data, indent=2) + "\n"))
 
 
-def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
-    """Write tensors with safetensors, atomically (copies make shared storage safe)."""
+def save_tensors(
+    path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
+) -> None:
+    """Write tensors (and string metadata, in the same file) with safetensors, atomically
+    (copies make shared storage safe)."""
     clean = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
-    atomic_write(Path(path), lambda p: save_file(clean, str(p)))
+    atomic_write(Path(path), lambda p: save_file(clean, str(p), metadata=metadata))
 
 
 def load_tensors(path: Path) -> dict[str, torch.Tensor]:
     """Read a safetensors file (no pickle involved)."""
     return load_file(str(path))
+
+
+def load_metadata(path: Path) -> dict[str, str]:
+    """The string metadata stored in a safetensors file's header (no tensors read)."""
+    with safe_open(str(path), framework="pt") as f:
+        return f.metadata() or {}
 
 
 class OutputRefused(ValueError):
@@ -110,6 +150,26 @@ def check_replaceable(path: Path, is_ours: Callable[[Path], bool], what: str) ->
     )
 
 
+def recover_dir(path: Path) -> None:
+    """Clean up after a write of ``path`` that was killed: remove the temporary
+    ``.NAME.*.partial`` folders :func:`atomic_dir` makes, and if ``path`` is missing while
+    ``.NAME.old`` (the previous version, moved aside just before the new one was renamed
+    in) exists, put the old one back. Only names of reconad's own making are touched."""
+    path = Path(path)
+    parent = path.parent
+    if not parent.is_dir():
+        return
+    for p in parent.glob(f".{glob.escape(path.name)}.*.partial"):
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+    old = parent / f".{path.name}.old"
+    if old.is_dir() and not old.is_symlink():
+        if not path.exists():
+            os.replace(old, path)
+        else:
+            shutil.rmtree(old, ignore_errors=True)
+
+
 def atomic_dir(
     path: Path,
     writer: Callable[[Path], None],
@@ -123,15 +183,19 @@ def atomic_dir(
     before ``writer`` runs: see :func:`check_replaceable`).
     """
     path = Path(path)
+    recover_dir(path)
     check_replaceable(path, is_ours or (lambda _p: False), what)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
     try:
         writer(tmp)
+        _honour_umask(tmp, folder=True)
+        crash_point("dir-complete")
         if path.exists():
             old = path.with_name(f".{path.name}.old")
             shutil.rmtree(old, ignore_errors=True)
             os.replace(path, old)
+            crash_point("between-renames")
             os.replace(tmp, path)
             shutil.rmtree(old, ignore_errors=True)
         else:

@@ -33,7 +33,13 @@ from lightning_fabric.strategies import DDPStrategy
 from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
 from reconad.methods.base import Method, Stage
-from reconad.serialize import flatten_state, load_tensors, save_tensors, unflatten_state, write_json
+from reconad.serialize import (
+    flatten_state,
+    load_metadata,
+    load_tensors,
+    save_tensors,
+    unflatten_state,
+)
 
 
 class TrainingError(RuntimeError):
@@ -443,8 +449,16 @@ class _LineProgress:
             )
 
 
+def read_checkpoint_meta(folder: Path) -> dict[str, Any]:
+    """The position and history stored in ``folder/last.safetensors``'s header."""
+    return json.loads(load_metadata(Path(folder) / "last.safetensors")["reconad"])
+
+
 class _Checkpoint:
-    """``last.safetensors`` + ``last.json`` in a folder, rewritten atomically each epoch."""
+    """``last.safetensors`` in a folder, rewritten atomically each epoch: weights, optimiser
+    and RNG state as tensors, and the position (stage, epoch, history) in the same file's
+    metadata, so a kill at any moment leaves the old checkpoint or the new one, never a mix
+    of the two."""
 
     def __init__(self, folder: Path | None, fingerprint: str, fabric: Fabric) -> None:
         self.folder = Path(folder) if folder else None
@@ -459,26 +473,23 @@ class _Checkpoint:
         )
         tensors.update({f"model.{k}": v for k, v in method.state_dict().items()})
         tensors["rng.torch"] = torch.get_rng_state()
-        save_tensors(self.folder / "last.safetensors", tensors)
-        write_json(
-            self.folder / "last.json",
-            {
-                "fingerprint": self.fingerprint,
-                "stage": stage_index,
-                "epoch": epoch,
-                "optimizers": skeleton,
-                "history": history,
-            },
-        )
+        meta = {
+            "fingerprint": self.fingerprint,
+            "stage": stage_index,
+            "epoch": epoch,
+            "optimizers": skeleton,
+            "history": history,
+        }
+        save_tensors(self.folder / "last.safetensors", tensors, {"reconad": json.dumps(meta)})
 
     def load(self, method, resume: bool) -> dict | None:
         if self.folder is None or not resume:
             return None
-        meta_path, weights = self.folder / "last.json", self.folder / "last.safetensors"
-        if not (meta_path.exists() and weights.exists()):
+        weights = self.folder / "last.safetensors"
+        if not weights.exists():
             return None
         try:
-            meta = json.loads(meta_path.read_text())
+            meta = read_checkpoint_meta(self.folder)
             if meta.get("fingerprint") != self.fingerprint:
                 return None  # a checkpoint of another run: start afresh, it gets overwritten
             tensors = load_tensors(weights)
@@ -493,11 +504,18 @@ class _Checkpoint:
                 file=sys.stderr,
             )
             return None
+        done = meta["history"][-1] if meta["history"] else {}
+        print(
+            f"resuming from checkpoint {self.folder}: stage {done.get('stage')!r}, after epoch "
+            f"{done.get('epoch')} ({sum(int(h.get('steps', 0)) for h in meta['history'])} steps)",
+            file=sys.stderr,
+        )
         return meta
 
 
 __all__ = [
     "StagePlan",
+    "read_checkpoint_meta",
     "TrainConfig",
     "TrainResult",
     "TrainingError",

@@ -170,13 +170,15 @@ def _decode_all(
             gray, colour = (first, name) if images.shape[1] == 1 else (name, first)
             raise DataError(
                 f"gray and colour images are mixed: {gray} is gray (1 channel), {colour} is "
-                "colour (3 channels); pass channels=1 or channels=3 to convert them all"
+                "colour (3 channels); convert the files to one mode (in Python, the readers' "
+                "channels=1 or channels=3 converts them as they are read)"
             )
         elif array.shape[1:] != images.shape[2:]:
             first = items[0][0]
             raise DataError(
                 f"images differ in size: {first} is {images.shape[2]}x{images.shape[3]}, "
                 f"{name} is {array.shape[1]}x{array.shape[2]} (h x w); pass size=(h, w) to "
+                "the readers, image_size=N to Detector or --image-size N to reconad fit, to "
                 "resize them all to one size"
             )
         images[i] = array
