@@ -335,6 +335,10 @@ def test(
         save_roc(labels, np.asarray(res["scores"]), out / "roc.png", f"{det.method} on {data.name}")
 
 
+#: images decoded, scored and printed at a time by ``predict`` (memory flat in the count)
+PREDICT_CHUNK = 64
+
+
 @app.command()
 def predict(
     model: Annotated[Path, typer.Option(help="Model folder written by `reconad fit`.")],
@@ -360,34 +364,47 @@ def predict(
     try:
         for p in images:  # a folder is read by fit's rule: image files only, no hidden ones
             files.extend(image_files(p) if p.is_dir() else [p])
-        ts = to_imageset([str(f) for f in files], size=tuple(det.input_shape_[1:]))
-        ex = det.explain(ts, n=len(ts) if heatmaps else 0)
     except DataError as e:
         _fail(str(e))
+    stems = _heatmap_stems(files) if heatmaps else []
     t = det.threshold_ if threshold is None else threshold
-    for i, (f, s) in enumerate(zip(files, ex["scores"], strict=True)):
-        verdict = "anomalous" if np.isfinite(t) and s > t else "normal"
-        if not np.isfinite(t):
-            verdict = "unknown (no threshold)"
-        if as_json:
-            print(json.dumps({"file": str(f), "score": float(s), "verdict": verdict}))
-        else:
-            name = str(f).replace("\n", "\\n").replace("\r", "\\r")  # one line per image
-            typer.echo(f"{s:12.6g}  {verdict:9s}  {name}")
-        if heatmaps:
-            _write_heatmap(heatmaps, f, i, ex, _heatmap_stem(f, files))
+    for lo in range(0, len(files), PREDICT_CHUNK):  # streamed: memory flat in len(files)
+        chunk = files[lo : lo + PREDICT_CHUNK]
+        try:
+            ts = to_imageset([str(f) for f in chunk], size=tuple(det.input_shape_[1:]))
+            ex = det.explain(ts, n=len(ts) if heatmaps else 0, maps=heatmaps is not None)
+        except DataError as e:
+            _fail(str(e))
+        for i, (f, s) in enumerate(zip(chunk, ex["scores"], strict=True)):
+            verdict = "anomalous" if np.isfinite(t) and s > t else "normal"
+            if not np.isfinite(t):
+                verdict = "unknown (no threshold)"
+            if as_json:
+                print(json.dumps({"file": str(f), "score": float(s), "verdict": verdict}))
+            else:
+                name = str(f).replace("\n", "\\n").replace("\r", "\\r")  # one line each
+                typer.echo(f"{s:12.6g}  {verdict:9s}  {name}")
+            if heatmaps:
+                _write_heatmap(heatmaps, f, i, ex, stems[lo + i])
+        sys.stdout.flush()
 
 
-def _heatmap_stem(f: Path, files: list[Path]) -> str:
-    """A file name for ``f``'s heat maps, unique among ``files``: the stem, or the path
+def _heatmap_stems(files: list[Path]) -> list[str]:
+    """A file name for each input's heat maps, unique among them: the stem, or the path
     relative to the inputs' common folder (``test/good/000.png`` -> ``test_good_000``)
-    when two inputs share a stem."""
-    stems = [q.stem for q in files]
-    if stems.count(f.stem) == 1:
-        return f.stem
-    common = Path(os.path.commonpath([str(q.resolve().parent) for q in files]))
-    rel = f.resolve().with_suffix("").relative_to(common)
-    return "_".join(rel.parts)
+    where two inputs share a stem."""
+    counts: dict[str, int] = {}
+    for f in files:
+        counts[f.stem] = counts.get(f.stem, 0) + 1
+    if all(c == 1 for c in counts.values()):
+        return [f.stem for f in files]
+    common = Path(os.path.commonpath([str(f.resolve().parent) for f in files]))
+    return [
+        f.stem
+        if counts[f.stem] == 1
+        else "_".join(f.resolve().with_suffix("").relative_to(common).parts)
+        for f in files
+    ]
 
 
 def _write_heatmap(folder: Path, f: Path, i: int, ex: dict[str, Any], stem: str) -> None:
