@@ -351,3 +351,16 @@ def test_benchmark_reports_scoring_variants_of_one_fit(tmp_path):
         app, ["benchmark", "--dataset", "mnist", "--also-score", "jpeg", "--out", str(tmp_path)]
     )
     assert r.exit_code == 2 and "scoring variant" in r.output
+
+
+def test_map_image_scores_read_a_small_blob_not_a_lone_hot_pixel():
+    from reconad.scoring import map_image_scores, mean_filter_side
+
+    assert [mean_filter_side((s, s), 21) for s in (256, 128, 64, 32)] == [21, 11, 5, 3]
+    amap = torch.zeros(2, 1, 64, 64)
+    amap[0, 0, 10, 10] = 1.0  # one hot pixel
+    amap[1, 0, 30:35, 30:35] = 0.5  # a 5x5 blob, fainter
+    read = map_image_scores(amap)  # 5x5 mean filter at 64 px, top 1% = 41 pixels
+    assert torch.allclose(read["map_max"], torch.tensor([1 / 25, 0.5]))
+    assert torch.allclose(read["map_topk"], torch.tensor([1 / 41, 25 * 0.5 / 41]))
+    assert (read["map_max"][1] > read["map_max"][0]) and amap[0].max() > amap[1].max()

@@ -27,7 +27,7 @@ from reconad.data.imageset import DataError, ImageSet
 from reconad.data.protocol import holdout_split
 from reconad.inputs import ImageInput, resize_uint8, round_up, to_imageset
 from reconad.methods.base import Method, get_method
-from reconad.scoring import ScoreFusion, compute_views, make_fusion
+from reconad.scoring import ScoreFusion, compute_views, make_fusion, map_image_scores
 from reconad.scoring import check_options as check_scoring
 from reconad.serialize import atomic_dir, load_tensors, save_tensors, write_json
 from reconad.training import TrainConfig, plan_steps, train
@@ -278,7 +278,10 @@ class Detector:
                 x = torch.from_numpy(images[i : i + self.score_batch_size]).to(device)
                 x = (x.float() / 255.0).contiguous(memory_format=fmt)
                 out = None
-                comps_here = components and self.method_.has_components
+                # map methods: image scores read off the map (max of the mean-filtered
+                # map, top-k mean) beside the native one, in the same pass
+                map_comps = components and self.method_.produces_maps
+                comps_here = components and self.method_.has_components or map_comps
                 if fusion is None or maps or comps_here or i < extras or "native" in fusion.views:
                     out = self.method_.score(x)
                 if fusion is not None:
@@ -295,7 +298,10 @@ class Detector:
                     for k, v in out.extras.items():
                         kept.setdefault(k, []).append(v[: extras - i].detach().float().cpu())
                 if comps_here:
-                    for k, v in out.components.items():
+                    more = out.components
+                    if map_comps and out.anomaly_map is not None:
+                        more = {**more, **map_image_scores(out.anomaly_map)}
+                    for k, v in more.items():
                         comps.setdefault(k, []).append(v.detach().float().cpu().numpy())
         raw = {k: np.concatenate(v) for k, v in raw.items()}
         if views is not None:

@@ -76,6 +76,30 @@ __all__ = [
 
 
 # ---- residual maps ------------------------------------------------------------------------
+def mean_filter_side(size: tuple[int, int], side_at_256: int = 21) -> int:
+    """A mean filter's side at this input size: ``side_at_256`` scaled with the shorter
+    side, odd, at least 1 (DRAEM's 21 x 21 at 256 x 256 is 11 at 128, 3 at 32)."""
+    k = int(round(side_at_256 * min(size) / 256))
+    return max(1, k if k % 2 else k + 1)
+
+
+def map_image_scores(amap: Tensor, side_at_256: int = 21, topk: float = 0.01) -> dict[str, Tensor]:
+    """Image scores read off an anomaly map ``(B, 1, H, W)``, for any map method.
+
+    ``map_max``: the maximum of the map after a mean filter (zero padding counted, as
+    DRAEM's official score), so one hot pixel does not decide. ``map_topk``: the mean of the
+    top ``topk`` fraction of pixels. Both see a small defect that a mean error dilutes.
+    """
+    k = mean_filter_side(tuple(amap.shape[-2:]), side_at_256)
+    smooth = torch.nn.functional.avg_pool2d(amap.float(), k, stride=1, padding=k // 2)
+    flat = amap.float().flatten(1)
+    top = max(1, int(np.ceil(topk * flat.shape[1])))
+    return {
+        "map_max": smooth.flatten(1).amax(1),
+        "map_topk": flat.topk(top, dim=1).values.mean(1),
+    }
+
+
 def mse_map(x: Tensor, x_hat: Tensor) -> Tensor:
     """Squared error per pixel, averaged over channels: ``(B, 1, H, W)``."""
     return (x - x_hat).pow(2).mean(1, keepdim=True)

@@ -28,7 +28,6 @@ The card, ``README.md``, has the measurements behind them.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +39,7 @@ from torch import Tensor
 from reconad.methods.base import Method, OptimGroup, ScoreOutput, Stage, register
 from reconad.methods.draem.network import DiscriminativeNet, ReconstructiveNet, draem_init
 from reconad.methods.draem.synthetic import synthesize
+from reconad.scoring import map_image_scores, mean_filter_side
 
 
 @dataclass
@@ -82,12 +82,6 @@ def focal_loss(logits: Tensor, mask: Tensor, gamma: float = 2.0) -> Tensor:
     """Mean focal loss of 2-class logits ``(B, 2, H, W)`` against a {0, 1} mask ``(B, 1, H, W)``."""
     log_p = F.log_softmax(logits, dim=1).gather(1, mask.long())
     return -((1 - log_p.exp()).pow(gamma) * log_p).mean()
-
-
-def mean_filter_side(size: tuple[int, int], side_at_256: int) -> int:
-    """The mean filter's side at this input size: ``side_at_256`` scaled, odd, >= 1."""
-    k = int(round(side_at_256 * min(size) / 256))
-    return max(1, k if k % 2 else k + 1)
 
 
 @register
@@ -194,15 +188,13 @@ class DRAEM(Method):
                 },
             )
         rec, amap = self.segment(x)
-        k = mean_filter_side(tuple(x.shape[-2:]), self.config.score_window)
-        smooth = F.avg_pool2d(amap, k, stride=1, padding=k // 2)  # zeros count (official)
-        flat = amap.flatten(1)
-        top = max(1, math.ceil(self.config.topk * flat.shape[1]))
+        # the max of the mean-filtered map, zeros counted (official); and the top-k mean
+        read = map_image_scores(amap, self.config.score_window, self.config.topk)
         return ScoreOutput(
-            image_score=smooth.flatten(1).amax(1),
+            image_score=read["map_max"],
             anomaly_map=amap,
             extras={"input": x, "restoration": rec.clamp(0, 1), "segmentation": amap},
-            components={"topk_mean": flat.topk(top, dim=1).values.mean(1)},
+            components={"topk_mean": read["map_topk"]},
         )
 
 
