@@ -229,3 +229,34 @@ def test_explicit_validation_set_is_used(mnist_small):
         train.subset(np.arange(400)), validation=train.subset(np.arange(400, 512))
     )
     assert det.n_train_ == 400 and len(det.val_scores_) == 112
+
+
+def test_per_image_normalisation_evens_out_lighting_and_survives_save_load(tmp_path):
+    """Issue 21 item 3: the same part under brighter light maps to the same input."""
+    from reconad.inputs import normalize_intensity
+
+    rng = np.random.default_rng(0)
+    base = rng.integers(60, 120, (12, 1, 16, 16)).astype(np.uint8)
+    bright = np.clip(base.astype(int) * 2 + 10, 0, 255).astype(np.uint8)
+    a, b = normalize_intensity(base), normalize_intensity(bright)
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+    assert abs(a.mean() - 128) < 1 and abs(a[0].std() - 48) < 1
+    flat = np.full((1, 1, 4, 4), 7, np.uint8)
+    assert (normalize_intensity(flat) == 128).all()  # no division by zero
+    assert normalize_intensity(base, "none") is base
+    with pytest.raises(ValueError, match="normalize='gamma'"):
+        Detector("pca", normalize="gamma").fit(base)
+
+    det = Detector("pca", normalize="image").fit(base)
+    assert np.allclose(det.score_samples(base), det.score_samples(bright), atol=1e-3)
+    det.save(tmp_path / "m")
+    back = Detector.load(tmp_path / "m")
+    assert back.normalize == "image"
+    assert np.allclose(back.score_samples(bright), det.score_samples(bright))
+
+
+def test_large_images_without_a_size_train_at_the_working_resolution_and_say_so():
+    imgs = np.random.default_rng(0).integers(0, 255, (6, 1, 600, 900), dtype=np.uint8)
+    with pytest.warns(UserWarning, match="images are 600x900; training at 85x128"):
+        det = Detector("pca", val_fraction=0).fit(imgs)
+    assert det.input_shape_ == (1, 85, 128)  # aspect ratio kept, not squashed to a square

@@ -66,6 +66,15 @@ DifficultyModeOpt = Annotated[
 ]
 
 
+NormalizeOpt = Annotated[
+    str,
+    typer.Option(
+        help="Per-image intensity normalisation: none, or image (each image's mean and "
+        "standard deviation set to 128 and 48; for parts photographed under varying light)."
+    ),
+]
+
+
 def _scoring(method: str, score: str, difficulty: str, mode: str) -> dict[str, str]:
     """Validated scoring options (fails before any training is spent)."""
     from reconad.methods import get_method
@@ -234,6 +243,7 @@ def fit(
     difficulty: DifficultyOpt = "none",
     difficulty_mode: DifficultyModeOpt = "divide",
     set_: SetOpt = None,
+    normalize: NormalizeOpt = "none",
     progress: ProgressOpt = True,
 ) -> None:
     """Train a detector on normal images and save it (config.json + weights.safetensors).
@@ -268,6 +278,7 @@ def fit(
             checkpoint_dir=ckpt,
             progress=progress,
             hparams=hp,
+            normalize=normalize,
             **scoring,
         )
         try:
@@ -499,6 +510,7 @@ def benchmark(
     accelerator: Annotated[
         str, typer.Option(help="cpu, cuda or auto: where training and scoring run.")
     ] = "cpu",
+    normalize: NormalizeOpt = "none",
     also_score: Annotated[
         str | None,
         typer.Option(
@@ -553,7 +565,10 @@ def benchmark(
             hparams={**_parse_set(set_), **(scoring if tag else {})},
             save_models=save_models,
             accelerator=accelerator,
+            normalize=normalize,
         )
+    if normalize != "none":
+        _fail("--normalize applies to the industrial protocol (and to fit) only")
     from reconad.benchmark import (
         collect_records,
         render_table,
@@ -632,7 +647,9 @@ def _benchmark_industrial(
         seed_list = parse_classes(seeds, 10**6)
         name = resolve_category(dataset, data_root)[0]
         preset = kw.get("preset")
-        out = out or Path("benchmarks/results") / name / (method + (f"-{preset}" if preset else ""))
+        norm = kw.get("normalize", "none")
+        folder = method + (f"-{preset}" if preset else "") + ("" if norm == "none" else f"+{norm}")
+        out = out or Path("benchmarks/results") / name / folder
         records = run_industrial(dataset, method, seed_list, out, root=data_root, log=_log, **kw)
     except (DataError, ValueError, KeyError) as e:
         msg = str(e)

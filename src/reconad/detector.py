@@ -25,7 +25,14 @@ import reconad
 from reconad.calibration import threshold_at_fpr
 from reconad.data.imageset import DataError, ImageSet
 from reconad.data.protocol import holdout_split
-from reconad.inputs import ImageInput, resize_uint8, round_up, to_imageset
+from reconad.inputs import (
+    NORMALIZE_MODES,
+    ImageInput,
+    normalize_intensity,
+    resize_uint8,
+    round_up,
+    to_imageset,
+)
 from reconad.methods.base import Method, get_method
 from reconad.scoring import ScoreFusion, compute_views, make_fusion, map_image_scores
 from reconad.scoring import check_options as check_scoring
@@ -33,6 +40,9 @@ from reconad.serialize import atomic_dir, load_tensors, save_tensors, write_json
 from reconad.training import TrainConfig, plan_steps, train
 
 MODEL_FORMAT = "reconad-model/1"
+#: images whose longer side exceeds this are trained at the method's ``working_side``
+#: unless an image size is given
+LARGE_SIDE = 512
 
 
 class NotFittedError(RuntimeError):
@@ -61,6 +71,9 @@ class Detector:
         difficulty: ``none``, ``entropy``, ``bpp`` or ``gradient``: normalise the score by
             how hard the image is to reconstruct.
         difficulty_mode: ``divide`` or ``subtract`` (slope fitted on held-out normals).
+        normalize: ``none`` or ``image``: per-image intensity normalisation (each image's
+            mean and standard deviation set to fixed values), for parts photographed under
+            varying lighting; applied alike in training, calibration and scoring.
         hparams: the method's hyper-parameters (see its ``Config``), as a dict: the way to
             set one whose name is also a Detector option (DDR-ID's own ``score``).
         **more_hparams: further hyper-parameters as keywords (they win over ``hparams``).
@@ -86,6 +99,7 @@ class Detector:
         score: str = "native",
         difficulty: str = "none",
         difficulty_mode: str = "divide",
+        normalize: str = "none",
         hparams: dict[str, Any] | None = None,
         **more_hparams: Any,
     ) -> None:
@@ -106,6 +120,7 @@ class Detector:
         self.score = score
         self.difficulty = difficulty
         self.difficulty_mode = difficulty_mode
+        self.normalize = normalize
         self.hparams = {**(hparams or {}), **more_hparams}
 
     # ---- fitting ------------------------------------------------------------------------
@@ -123,6 +138,8 @@ class Detector:
         cls = get_method(self.method)
         config = cls.make_config(self.preset, **self.hparams)
         check_scoring(cls, self.score, self.difficulty, self.difficulty_mode)
+        if self.normalize not in NORMALIZE_MODES:
+            raise ValueError(f"normalize={self.normalize!r}: choose from {list(NORMALIZE_MODES)}")
         fusion = make_fusion(self.score, self.difficulty, self.difficulty_mode)
         no_held_out = validation is None and not self.val_fraction > 0
         if fusion is not None and no_held_out:
@@ -138,11 +155,7 @@ class Detector:
         size = self._requested_size()
         data = to_imageset(X, size=size)
         if size is None:
-            h, w = data.size
-            size = (
-                round_up(h, cls.size_multiple, cls.min_size),
-                round_up(w, cls.size_multiple, cls.min_size),
-            )
+            size = self._native_or_working_size(cls, data.size)
         if validation is None and self.val_fraction > 0:
             data, val = holdout_split(data, self.val_fraction, self.seed)
             if not len(val):
@@ -158,7 +171,7 @@ class Detector:
         torch.manual_seed(self.seed)  # the seed also fixes the initial weights
         self.method_: Method = cls(config, data.channels, size)
         self.input_shape_ = (data.channels, *size)
-        images = resize_uint8(data.images, size)
+        images = normalize_intensity(resize_uint8(data.images, size), self.normalize)
         self._warn_if_short(cls, config, data.channels, size, len(images))
         result = train(self.method_, images, self._train_config())
         self.history_ = result.history
@@ -199,6 +212,27 @@ class Detector:
                 UserWarning,
                 stacklevel=3,
             )
+
+    def _native_or_working_size(self, cls, hw: tuple[int, int]) -> tuple[int, int]:
+        """The images' own size (rounded up to what the network needs), unless they are
+        larger than ``LARGE_SIDE``: then the method's working resolution, aspect ratio kept,
+        with a warning, instead of an hours-long full-resolution run nobody asked for."""
+        h, w = hw
+        if max(h, w) > LARGE_SIDE:
+            scale = cls.working_side / max(h, w)
+            h2, w2 = (
+                round_up(max(1, round(v * scale)), cls.size_multiple, cls.min_size) for v in hw
+            )
+            warnings.warn(
+                f"{self.method}: images are {h}x{w}; training at {h2}x{w2}, the method's working "
+                "resolution (pass image_size= / --image-size to choose another)",
+                UserWarning,
+                stacklevel=3,
+            )
+            return h2, w2
+        return round_up(h, cls.size_multiple, cls.min_size), round_up(
+            w, cls.size_multiple, cls.min_size
+        )
 
     @property
     def stage_seconds_(self) -> dict[str, float]:
@@ -245,7 +279,7 @@ class Detector:
             raise DataError(
                 f"the model expects {c}-channel images; got {data.channels}-channel{where}"
             )
-        return resize_uint8(data.images, (h, w))
+        return normalize_intensity(resize_uint8(data.images, (h, w)), self.normalize)
 
     def _as_set(self, X: ImageInput) -> ImageSet:
         self._check_fitted()
@@ -422,7 +456,7 @@ class Detector:
             "provenance": cls.provenance,
             "preset": self.preset or next(iter(cls.presets)),
             "hparams": dataclasses.asdict(self.method_.config),
-            "input": {"channels": c, "height": h, "width": w},
+            "input": {"channels": c, "height": h, "width": w, "normalize": self.normalize},
             "calibration": {
                 "threshold": self.threshold_,
                 "target_fpr": self.target_fpr,
@@ -513,6 +547,7 @@ class Detector:
         det.method_.assign_state(tensors)
         det.method_.eval()
         det.input_shape_ = (inp["channels"], inp["height"], inp["width"])
+        det.normalize = inp.get("normalize", "none")
         det.threshold_ = float("nan") if calib["threshold"] is None else float(calib["threshold"])
         det.val_scores_ = np.array([])
         det.history_ = cfg["training"].get("history", [])

@@ -213,6 +213,7 @@ def run_industrial(
     log=print,
     save_models: str | Path | None = None,
     accelerator: str = "cpu",
+    normalize: str = "none",
 ) -> list[dict[str, Any]]:
     """Run (or resume) the industrial protocol for one method; returns each seed's record.
 
@@ -241,6 +242,8 @@ def run_industrial(
         "epochs_scale": epochs_scale,
         "hparams": dict(hparams or {}),
     }
+    if normalize != "none":  # only then a key, so earlier results keep their settings
+        settings["normalize"] = normalize
     settings = json.loads(json.dumps(settings))  # as stored: tuples become lists
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -298,6 +301,7 @@ def _run_seed(
         seed=seed,
         progress=progress,
         epochs_scale=settings["epochs_scale"],
+        normalize=settings.get("normalize", "none"),
         accelerator=accelerator,
         hparams=settings["hparams"],
     )

@@ -116,6 +116,9 @@ class Method(nn.Module):
     #: train with 4-d weights in channels-last layout (same maths; on CPU, oneDNN runs the
     #: small-channel convolutions of some networks 25-35% faster that way; see the loop)
     channels_last: ClassVar[bool] = False
+    #: longer side images larger than 512 px are brought to when no size is given (the
+    #: cpu presets are sized for 128 x 128 on 2 cores)
+    working_side: ClassVar[int] = 128
     #: training-set size a stage given in epochs was chosen on: such a stage trains for at
     #: least ``epochs * (reference_train_size // batch_size)`` optimiser steps, so that a
     #: 200-image folder trains as long as the 4,500-6,000-image one-class sets the presets
