@@ -20,9 +20,10 @@ QUEUE=(
   # Training sized in optimiser steps (ae: 30 epochs -> at least 1,050 steps; ~15 min)
   "$MT --method ae --seeds 0 --out benchmarks/results/magnetic-tile/ae-steps"
   # DRAEM, cpu preset (<= 30 min a category and seed)
-  "$MT --method draem --seeds 0"
-  "$B --dataset mvtec/screw --method draem --seeds 0 --size 128"
-  "$B --dataset mvtec/transistor --method draem --seeds 0 --size 128"
+  # (models kept for the heat-map grids in docs/: reconad predict --model ... --heatmaps)
+  "$MT --method draem --seeds 0 --save-models $MODELS/mt-draem"
+  "$B --dataset mvtec/screw --method draem --seeds 0 --size 128 --save-models $MODELS/screw-draem"
+  "$B --dataset mvtec/transistor --method draem --seeds 0 --size 128 --save-models $MODELS/transistor-draem"
   # issue 7: the industrial table (UTAD ~30 min a seed, rotnet_ae ~30 min a seed; done)
   "$MT --method utad --seeds 0-2"
   "$MT --method rotnet_ae --seeds 0-2 --save-models $MODELS/mt-rotnet_ae"
