@@ -390,3 +390,26 @@ def test_kill_during_the_final_save_leaves_old_or_new_and_is_cleaned_up(point, p
     r = _fit_process(parts, out, None)  # the next run recovers and cleans up
     assert r.returncode == 0, r.stderr
     assert (out / "config.json").exists() and _leftovers(tmp_path) == []
+
+
+# --- no traceback reaches the user unless --debug asks for it -----------------------------
+def test_an_internal_error_is_one_line_and_debug_shows_the_traceback(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, reconad.cli as c\n"
+        "def boom(): raise RuntimeError('a bug')\n"
+        "c.app.command('boom')(boom)\n"
+        "sys.argv = ['reconad', *sys.argv[1:], 'boom']\n"
+        "c.main()\n"
+    )
+    env = {**os.environ, "RECONAD_DEBUG": ""}
+    plain = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert plain.returncode == 1 and "Traceback" not in plain.stderr
+    assert "internal error: RuntimeError: a bug (rerun with --debug" in plain.stderr
+    debug = subprocess.run(
+        [sys.executable, "-c", code, "--debug"], capture_output=True, text=True, env=env
+    )
+    assert debug.returncode == 1 and "Traceback" in debug.stderr

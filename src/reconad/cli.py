@@ -26,7 +26,9 @@ from rich.text import Text
 
 app = typer.Typer(
     help="Unsupervised image anomaly detection by reconstruction: train on normal images, "
-    "score new images and every pixel of them by how badly the model rebuilds them.",
+    "score new images and every pixel of them by how badly the model rebuilds them. "
+    "Bad input gets one line and exit code 2; an internal error gets one line and exit code "
+    "1, and `reconad --debug COMMAND ...` shows its Python traceback.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -731,8 +733,23 @@ def _load(model: Path):
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point: an unexpected exception is one line (exit 1) unless
+    ``--debug`` (anywhere before the command's own arguments) or RECONAD_DEBUG=1 asks
+    for the traceback."""
+    debug = "--debug" in sys.argv[1:] or os.environ.get("RECONAD_DEBUG") == "1"
+    if "--debug" in sys.argv[1:]:
+        sys.argv.remove("--debug")
+    try:
+        app()
+    except Exception as e:  # a bug, not bad input (bad input exits 2 with its own line)
+        if debug:
+            raise
+        err.print(
+            "[bold red]internal error:[/]",
+            Text(f"{type(e).__name__}: {e} (rerun with --debug for the traceback)"),
+            soft_wrap=True,
+        )
+        sys.exit(1)
 
 
 if __name__ == "__main__":  # pragma: no cover
