@@ -177,3 +177,12 @@ def test_training_through_the_loop_is_deterministic(tiles):
     assert not torch.equal(
         weights[0], torch.cat([p.flatten() for p in _draem(size=32).parameters()])
     )
+
+
+def test_published_numbers_are_there_for_the_industrial_table():
+    from reconad.reference import published_auroc
+
+    assert published_auroc("draem", "mvtec")["screw"] == 93.9
+    assert published_auroc("draem", "mvtec-pixel")["transistor"] == 90.9
+    assert published_auroc("draem", "magnetic-tile") == {"image": 78.2, "pixel": 66.0, "pro": 54.1}
+    assert len(published_auroc("draem", "mvtec")) == 16  # 15 categories and the mean
