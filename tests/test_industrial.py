@@ -88,7 +88,7 @@ class _Stub:
     def __init__(self, scores: np.ndarray, maps: np.ndarray | None) -> None:
         self.scores, self.maps = scores, maps
 
-    def explain(self, data, n=None):
+    def explain(self, data, n=None, map_scores=False):
         return {"scores": self.scores, "maps": self.maps, "extras": {}}
 
 

@@ -293,6 +293,7 @@ class Detector:
         views: Any = None,
         components: bool = False,
         fused: bool = True,
+        map_scores: bool = False,
     ) -> dict[str, Any]:
         """Score uint8 images in batches; keep maps, the first ``extras`` images' extras and,
         with ``components``, the method's alternative scores (``ScoreOutput.components``).
@@ -314,7 +315,7 @@ class Detector:
                 out = None
                 # map methods: image scores read off the map (max of the mean-filtered
                 # map, top-k mean) beside the native one, in the same pass
-                map_comps = components and self.method_.produces_maps
+                map_comps = components and map_scores and self.method_.produces_maps
                 comps_here = components and self.method_.has_components or map_comps
                 if fusion is None or maps or comps_here or i < extras or "native" in fusion.views:
                     out = self.method_.score(x)
@@ -410,14 +411,17 @@ class Detector:
         fusion.fit(self._run(self._prepare(self._as_set(validation)), maps=False, views=fusion))
         return self._finite(fusion.transform(self._run(images, maps=False, views=fusion)), 0)
 
-    def explain(self, X: ImageInput, n: int | None = None, maps: bool = True) -> dict[str, Any]:
+    def explain(
+        self, X: ImageInput, n: int | None = None, maps: bool = True, map_scores: bool = False
+    ) -> dict[str, Any]:
         """Scores, maps (unless ``maps=False``), the method's alternative scores
-        (``components``) and its named intermediate images (extras) of ``n`` images, in one
-        scoring pass."""
+        (``components``; with ``map_scores``, also the image scores read off the map,
+        ``map_max`` and ``map_topk``) and its named intermediate images (extras) of ``n``
+        images, in one scoring pass."""
         data = self._as_set(X)
         images = self._prepare(data)
         n = len(images) if n is None else n
-        out = self._run(images, maps=maps, extras=n, components=True)
+        out = self._run(images, maps=maps, extras=n, components=True, map_scores=map_scores)
         out["orig_sizes"] = data.orig_sizes
         out["paths"] = data.paths
         return out
@@ -456,7 +460,12 @@ class Detector:
             "provenance": cls.provenance,
             "preset": self.preset or next(iter(cls.presets)),
             "hparams": dataclasses.asdict(self.method_.config),
-            "input": {"channels": c, "height": h, "width": w, "normalize": self.normalize},
+            "input": {
+                "channels": c,
+                "height": h,
+                "width": w,
+                **({} if self.normalize == "none" else {"normalize": self.normalize}),
+            },
             "calibration": {
                 "threshold": self.threshold_,
                 "target_fpr": self.target_fpr,

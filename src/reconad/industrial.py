@@ -161,7 +161,7 @@ def evaluate_industrial(
     before the full-resolution pixel metrics (which can take gigabytes) run.
     """
     t0 = time.perf_counter()
-    ex = detector.explain(test, n=0)
+    ex = detector.explain(test, n=0, map_scores=True)  # also map_max / map_topk AUROCs
     maps = None if ex["maps"] is None else resize_maps(ex["maps"], test.orig_sizes)
     t_score = time.perf_counter() - t0
     rss = peak_rss_mb()

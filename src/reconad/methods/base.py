@@ -272,23 +272,16 @@ class Method(nn.Module):
 
 
 def _check_type(method: str, key: str, default: Any, value: Any) -> None:
-    """Refuse a hyper-parameter whose type cannot stand for its default's (``lr="fast"``).
+    """Refuse a word where a number or a flag belongs (``lr="fast"``), before any training.
+
+    Only that case: hyper-parameters whose default is a word may take numbers
+    (Isolation Forest's ``max_samples`` is "auto" or a count), and a method checks the
+    ranges of its own numbers.
 
     Raises:
         ValueError: naming the method, the hyper-parameter, the value and the type wanted.
     """
-    if isinstance(default, bool):
-        ok = isinstance(value, bool)
-    elif isinstance(default, (int, float)):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        ok = ok and (isinstance(default, float) or float(value).is_integer())
-    elif isinstance(default, str):
-        ok = isinstance(value, str)
-    elif isinstance(default, (tuple, list)):
-        ok = isinstance(value, (tuple, list, str))  # "rotate,gray" is parsed by the method
-    else:
-        ok = True  # None defaults and other types: the method checks them itself
-    if not ok:
+    if isinstance(default, (bool, int, float)) and isinstance(value, str):
         want = type(default).__name__
         raise ValueError(
             f"method {method!r}: hyper-parameter {key}={value!r} should be a {want} "
