@@ -139,6 +139,9 @@ def _locked(out: Path):
     releases it when the process ends, also on kill -9, so no stale lock is left."""
     import fcntl
 
+    if os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("NODE_RANK", "0") != "0":
+        yield  # a DDP worker Fabric started from this command: the launching process holds it
+        return
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out.with_name(f".{out.name}.lock"), "a") as lock:
         try:
@@ -256,10 +259,10 @@ def fit(
     from reconad.detector import Detector
     from reconad.training import TrainingError
 
-    out = _check_out(out, data)
-    n_devices = _check_run_options(accelerator, devices, val_fraction, target_fpr, epochs)
-    hp = _parse_set(set_)
     scoring = _scoring(method, score, difficulty, difficulty_mode)
+    n_devices = _check_run_options(accelerator, devices, val_fraction, target_fpr, epochs)
+    out = _check_out(out, data)
+    hp = _parse_set(set_)
     if epochs is not None:
         hp["epochs"] = epochs
     with _locked(out):
@@ -420,12 +423,15 @@ def _heatmap_stems(files: list[Path]) -> list[str]:
     ]
 
 
-def _write_heatmap(folder: Path, f: Path, i: int, ex: dict[str, Any], stem: str) -> None:
+def _write_heatmap(
+    folder: Path, f: Path, i: int, ex: dict[str, Any], stem: str | None = None
+) -> None:
     from reconad.data.folders import load_image
     from reconad.detector import resize_maps
     from reconad.report import save_extras_grid, save_heatmap
 
     folder.mkdir(parents=True, exist_ok=True)
+    stem = stem or f.stem
     if ex["extras"]:
         save_extras_grid(
             {k: v[i : i + 1] for k, v in ex["extras"].items()},
