@@ -24,6 +24,15 @@ QUEUE=(
   "$MT --method draem --seeds 0 --save-models $MODELS/mt-draem"
   "$B --dataset mvtec/screw --method draem --seeds 0 --size 128 --save-models $MODELS/screw-draem"
   "$B --dataset mvtec/transistor --method draem --seeds 0 --size 128 --save-models $MODELS/transistor-draem"
+  # the other deep methods sized in steps (their epoch-sized results stay in <method>/);
+  # then the same methods on the two MVTec categories; pca first there (seconds)
+  "$MT --method ssim_ae --seeds 0 --out benchmarks/results/magnetic-tile/ssim_ae-steps"
+  "$MT --method arnet --seeds 0 --out benchmarks/results/magnetic-tile/arnet-steps"
+  "$MT --method draem --seeds 0 --normalize image"
+  "$B --dataset mvtec/screw --method pca --seeds 0 --size 128"
+  "$B --dataset mvtec/transistor --method pca --seeds 0 --size 128"
+  "$B --dataset mvtec/screw --method ae --seeds 0 --size 128"
+  "$B --dataset mvtec/transistor --method ae --seeds 0 --size 128"
   # issue 7: the industrial table (UTAD ~30 min a seed, rotnet_ae ~30 min a seed; done)
   "$MT --method utad --seeds 0-2"
   "$MT --method rotnet_ae --seeds 0-2 --save-models $MODELS/mt-rotnet_ae"
