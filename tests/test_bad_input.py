@@ -413,3 +413,20 @@ def test_an_internal_error_is_one_line_and_debug_shows_the_traceback(tmp_path):
         [sys.executable, "-c", code, "--debug"], capture_output=True, text=True, env=env
     )
     assert debug.returncode == 1 and "Traceback" in debug.stderr
+
+
+# --- item 10: the advice names options that exist ---------------------------------------
+def test_mixed_sizes_and_modes_advise_options_that_exist(tmp_path):
+    sizes, modes = tmp_path / "sizes", tmp_path / "modes"
+    for folder in (sizes, modes):
+        folder.mkdir()
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(sizes / "a.png")
+    Image.fromarray(np.zeros((20, 24), np.uint8)).save(sizes / "b.png")
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(modes / "a.png")
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(modes / "b.png")
+    r = _invoke("fit", "--data", sizes, "--out", tmp_path / "m", "--method", "pca")
+    assert r.exit_code == 2 and "--image-size N to reconad fit" in " ".join(r.output.split())
+    r = _invoke("fit", "--data", modes, "--out", tmp_path / "m", "--method", "pca")
+    flat = " ".join(r.output.split())
+    assert r.exit_code == 2 and "convert the files to one mode" in flat
+    assert "pass channels=1" not in flat  # fit has no such option
