@@ -116,14 +116,12 @@ class StagePlan:
         samples_per_epoch: images drawn per epoch (the set, or repeated permutations of it).
         batches: optimiser steps per epoch.
         epochs: epochs to run.
-        min_steps: the step floor the stage asked for (scaled), 0 when none.
     """
 
     batch_size: int
     samples_per_epoch: int
     batches: int
     epochs: int
-    min_steps: int
 
     @property
     def steps(self) -> int:
@@ -146,7 +144,7 @@ def plan_stage(stage: Stage, n_images: int, scale: float = 1.0, reference: int =
     floor = stage.steps if stage.steps is not None else stage.epochs * per_epoch
     min_steps = int(round(floor * scale))
     epochs = max(stage_epochs(stage, scale) if stage.steps is None else 1, -(-min_steps // batches))
-    return StagePlan(bs, samples, batches, epochs, min_steps)
+    return StagePlan(bs, samples, batches, epochs)
 
 
 def plan_steps(method: Method, n_images: int, scale: float = 1.0, floor: bool = True) -> int:
@@ -507,7 +505,7 @@ class _Checkpoint:
         done = meta["history"][-1] if meta["history"] else {}
         print(
             f"resuming from checkpoint {self.folder}: stage {done.get('stage')!r}, after epoch "
-            f"{done.get('epoch')} ({sum(int(h.get('steps', 0)) for h in meta['history'])} steps)",
+            f"{done.get('epoch')} ({TrainResult(history=meta['history']).steps} steps)",
             file=sys.stderr,
         )
         return meta
