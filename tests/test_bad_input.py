@@ -273,6 +273,8 @@ OPTION_CASES = [
     (["--epochs", "0"], "--epochs 0: must be at least 1"),
     (["--epochs", "-3"], "--epochs -3: must be at least 1"),
     (["--target-fpr", "1.5"], "--target-fpr 1.5"),
+    (["--image-score", "best"], "image_score='best': choose from"),
+    (["--image-score", "map_max", "--score", "multiview"], "applies to the native score"),
 ]
 
 

@@ -214,3 +214,10 @@ def test_benchmark_rejects_unknown_dataset_and_classes(tmp_path):
     assert r.exit_code == 2 and "unknown dataset" in r.output
     r = _invoke("benchmark", "--dataset", "mnist", "--classes", "12", "--out", tmp_path)
     assert r.exit_code == 2 and "outside" in r.output
+
+
+def test_fit_chooses_the_image_score_on_held_out_normals_by_default(pca_model):
+    cfg = json.loads((pca_model / "config.json").read_text())["scoring"]
+    assert cfg["image_score_option"] == "auto"
+    assert cfg["image_score"] in ("native", "map_max", "map_topk")
+    assert set(cfg["image_score_auroc"]) == {"native", "map_max", "map_topk"}

@@ -10,7 +10,7 @@ from reconad.methods import get_method
 from reconad.methods.draem import DRAEM
 from reconad.methods.draem.method import focal_loss, mean_filter_side
 from reconad.methods.draem.network import DiscriminativeNet, ReconstructiveNet
-from reconad.methods.draem.synthetic import perlin, perlin_masks, synthesize
+from reconad.synthetic import perlin, perlin_masks, synthesize
 from reconad.training import plan_stage
 from tests.conftest import shared
 

@@ -249,3 +249,25 @@ def test_real_magnetic_tile_benchmark_command_with_pca(tile_subset, tmp_path):
     assert rec["settings"]["channels"] == 1 and rec["dataset"] == "magnetic-tile"
     r = runner.invoke(app, args)  # the finished seed is read back, not retrained
     assert r.exit_code == 0 and "training" not in r.output and "image AUROC" in r.output
+
+
+def test_records_hold_the_image_score_chosen_without_test_labels(category, tmp_path):
+    # 9 of the 12 training normals held out: enough to choose by (score_choice.MIN_IMAGES)
+    kw = {"size": 14, "val_fraction": 0.75, "log": lambda m: None}
+    rec = run_industrial(str(category), "pca", [0], tmp_path / "native", **kw)[0]
+    chosen = rec["image_score_choice"]["chosen"]
+    assert set(rec["image_score_choice"]["synthetic_auroc"]) == {"native", "map_max", "map_topk"}
+    want = rec["auroc"] if chosen == "native" else rec["components"][chosen]
+    assert rec["auroc_chosen"] == pytest.approx(want)
+    rows = {r["metric"]: r for r in summarize_industrial([rec])["rows"]}
+    assert rows["auroc_chosen"]["mean"] == pytest.approx(want)
+    assert rows["image_score_chosen"]["per_seed"] == {0: chosen}
+    # the detector itself scoring with auto: the headline AUROC is the chosen score's
+    auto = run_industrial(str(category), "pca", [0], tmp_path / "auto", image_score="auto", **kw)
+    assert auto[0]["settings"]["image_score"] == "auto"
+    assert auto[0]["image_score_choice"] == rec["image_score_choice"]
+    assert auto[0]["auroc"] == pytest.approx(want) == auto[0]["auroc_chosen"]
+    # too few held-out normals to choose by: nothing recorded, no row in the summary
+    few = run_industrial(str(category), "pca", [0], tmp_path / "few", size=14, log=lambda m: None)
+    assert "image_score_choice" not in few[0]
+    assert "auroc_chosen" not in {r["metric"] for r in summarize_industrial(few)["rows"]}

@@ -77,6 +77,17 @@ NormalizeOpt = Annotated[
 ]
 
 
+ImageScoreOpt = Annotated[
+    str,
+    typer.Option(
+        help="Map methods: how an image's score is read from its map. native (the method's "
+        "own), map_max (maximum of the mean-filtered map), map_topk (mean of the top 1% "
+        "pixels), or auto: the one that best tells held-out normals from the same images "
+        "with synthetic defects (no test image is read)."
+    ),
+]
+
+
 def _scoring(method: str, score: str, difficulty: str, mode: str) -> dict[str, str]:
     """Validated scoring options (fails before any training is spent)."""
     from reconad.methods import get_method
@@ -249,6 +260,7 @@ def fit(
     difficulty_mode: DifficultyModeOpt = "divide",
     set_: SetOpt = None,
     normalize: NormalizeOpt = "none",
+    image_score: ImageScoreOpt = "auto",
     progress: ProgressOpt = True,
 ) -> None:
     """Train a detector on normal images and save it (config.json + weights.safetensors).
@@ -284,6 +296,7 @@ def fit(
             progress=progress,
             hparams=hp,
             normalize=normalize,
+            image_score=image_score,
             **scoring,
         )
         try:
@@ -304,6 +317,12 @@ def fit(
             f"{det.threshold_:.4g} ({100 * target_fpr:.0f}% FPR on {len(det.val_scores_)} "
             f"held-out normals); saved {out}"
         )
+        if det.image_score_auroc_:
+            told = ", ".join(f"{k} {100 * v:.1f}" for k, v in det.image_score_auroc_.items())
+            console.print(
+                f"image score: {det.image_score_} (AUROC, held-out normals vs the same with "
+                f"synthetic defects: {told})"
+            )
 
 
 @app.command()
@@ -519,6 +538,14 @@ def benchmark(
         str, typer.Option(help="cpu, cuda or auto: where training and scoring run.")
     ] = "cpu",
     normalize: NormalizeOpt = "none",
+    image_score: Annotated[
+        str,
+        typer.Option(
+            help="Industrial: the image score the detector uses (native, map_max, map_topk or "
+            "auto; see fit --help). Whatever it is, a map method's record also holds the "
+            "score auto chooses and its AUROC."
+        ),
+    ] = "native",
     also_score: Annotated[
         str | None,
         typer.Option(
@@ -574,9 +601,10 @@ def benchmark(
             save_models=save_models,
             accelerator=accelerator,
             normalize=normalize,
+            image_score=image_score,
         )
-    if normalize != "none":
-        _fail("--normalize applies to the industrial protocol (and to fit) only")
+    if normalize != "none" or image_score != "native":
+        _fail("--normalize and --image-score apply to the industrial protocol (and fit) only")
     from reconad.benchmark import (
         collect_records,
         render_table,
@@ -655,8 +683,9 @@ def _benchmark_industrial(
         seed_list = parse_classes(seeds, 10**6)
         name = resolve_category(dataset, data_root)[0]
         preset = kw.get("preset")
-        norm = kw.get("normalize", "none")
+        norm, iscore = kw.get("normalize", "none"), kw.get("image_score", "native")
         folder = method + (f"-{preset}" if preset else "") + ("" if norm == "none" else f"+{norm}")
+        folder += "" if iscore == "native" else f"+score-{iscore}"
         out = out or Path("benchmarks/results") / name / folder
         records = run_industrial(dataset, method, seed_list, out, root=data_root, log=_log, **kw)
     except (DataError, ValueError, KeyError) as e:

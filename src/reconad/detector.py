@@ -34,6 +34,8 @@ from reconad.inputs import (
     to_imageset,
 )
 from reconad.methods.base import Method, get_method
+from reconad.score_choice import CANDIDATES, IMAGE_SCORES, MIN_IMAGES
+from reconad.score_choice import choose as choose_image_score
 from reconad.scoring import ScoreFusion, compute_views, make_fusion, map_image_scores
 from reconad.scoring import check_options as check_scoring
 from reconad.serialize import atomic_dir, load_tensors, save_tensors, write_json
@@ -74,6 +76,11 @@ class Detector:
         normalize: ``none`` or ``image``: per-image intensity normalisation (each image's
             mean and standard deviation set to fixed values), for parts photographed under
             varying lighting; applied alike in training, calibration and scoring.
+        image_score: for map methods, how an image's score is read: ``native`` (the
+            method's own), ``map_max`` (maximum of the mean-filtered map), ``map_topk``
+            (mean of the top 1% pixels), or ``auto``: the one that best tells the held-out
+            normals from the same images with synthetic defects (``reconad.score_choice``;
+            no test image is involved).
         hparams: the method's hyper-parameters (see its ``Config``), as a dict: the way to
             set one whose name is also a Detector option (DDR-ID's own ``score``).
         **more_hparams: further hyper-parameters as keywords (they win over ``hparams``).
@@ -100,6 +107,7 @@ class Detector:
         difficulty: str = "none",
         difficulty_mode: str = "divide",
         normalize: str = "none",
+        image_score: str = "native",
         hparams: dict[str, Any] | None = None,
         **more_hparams: Any,
     ) -> None:
@@ -121,6 +129,7 @@ class Detector:
         self.difficulty = difficulty
         self.difficulty_mode = difficulty_mode
         self.normalize = normalize
+        self.image_score = image_score
         self.hparams = {**(hparams or {}), **more_hparams}
 
     # ---- fitting ------------------------------------------------------------------------
@@ -152,6 +161,7 @@ class Detector:
                 f"{self.method}'s score is standardised on held-out normal images: set "
                 "val_fraction > 0 or pass validation="
             )
+        self._check_image_score(cls, fusion)
         size = self._requested_size()
         data = to_imageset(X, size=size)
         if size is None:
@@ -183,6 +193,7 @@ class Detector:
         self.threshold_ = float("nan")
         self.val_scores_ = np.array([])
         self.scoring_ = None
+        val_images = None
         if val is not None and len(val):
             val_images = self._prepare(val)
             with torch.no_grad():
@@ -190,9 +201,70 @@ class Detector:
                 self.method_.calibrate(normals.float() / 255.0)
             if fusion is not None:  # fitted on the held-out normals only
                 self.scoring_ = fusion.fit(self._run(val_images, maps=False, views=fusion))
+        # held-out normals and synthetic defects only, before the threshold is set on them
+        self._choose_image_score(val_images, fused=fusion is not None)
+        if val_images is not None:
             self.val_scores_ = self._run(val_images, maps=False)["scores"]
             self.threshold_ = threshold_at_fpr(self.val_scores_, self.target_fpr)
         return self
+
+    def _check_image_score(self, cls, fusion) -> None:
+        if self.image_score not in IMAGE_SCORES:
+            raise ValueError(f"image_score={self.image_score!r}: choose from {list(IMAGE_SCORES)}")
+        if self.image_score in ("native", "auto"):
+            return  # auto: native for a method without maps or with a fused score
+        if not cls.produces_maps:
+            raise ValueError(
+                f"image_score={self.image_score!r} reads the anomaly map; {self.method} "
+                "produces none: use image_score='native'"
+            )
+        if fusion is not None:
+            raise ValueError(
+                f"image_score={self.image_score!r} applies to the native score; score="
+                f"{self.score!r} with difficulty={self.difficulty!r} has its own"
+            )
+
+    def _choose_image_score(self, val_images: np.ndarray | None, fused: bool) -> None:
+        """``image_score='auto'``: keep the candidate that best tells the held-out normals
+        from the same images with synthetic defects; native where there is nothing to
+        choose (no maps, a fused score) or too few held-out images to choose by."""
+        self.image_score_ = "native" if self.image_score == "auto" else self.image_score
+        self.image_score_auroc_: dict[str, float] = {}
+        if self.image_score != "auto" or fused or not type(self.method_).produces_maps:
+            return
+        n = 0 if val_images is None else len(val_images)
+        if n < MIN_IMAGES:
+            warnings.warn(
+                f"image_score='auto': {n} held-out normal image(s), fewer than {MIN_IMAGES} "
+                "to choose by; keeping the method's native score",
+                UserWarning,
+                stacklevel=3,
+            )
+            return
+        self.image_score_, self.image_score_auroc_ = self._image_score_choice(val_images)
+
+    def image_score_choice(self, validation: ImageInput) -> tuple[str, dict[str, float]]:
+        """What ``image_score='auto'`` would choose on ``validation`` (held-out normal
+        images), and each candidate's AUROC against the same images with synthetic defects;
+        the detector itself is left unchanged.
+
+        Raises:
+            ValueError: for a method without maps, or too few images to choose by.
+        """
+        self._check_fitted()
+        if not type(self.method_).produces_maps:
+            raise ValueError(f"{self.method} produces no maps: its only image score is native")
+        return self._image_score_choice(self._prepare(self._as_set(validation)))
+
+    def _image_score_choice(self, images: np.ndarray) -> tuple[str, dict[str, float]]:
+        return choose_image_score(self.image_scores, images, self.seed)
+
+    def image_scores(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        """Every image score a map method offers for uint8 model-size images ``(N, C, H, W)``:
+        ``native``, ``map_max`` and ``map_topk`` (what ``image_score='auto'`` chooses from)."""
+        out = self._run(images, maps=False, components=True, map_scores=True, fused=False)
+        comps = out["components"]
+        return {"native": out["scores"], **{k: comps[k] for k in CANDIDATES if k in comps}}
 
     def _warn_if_short(self, cls, config, channels: int, size, n: int) -> None:
         """Warn when this run takes fewer optimiser steps than its preset was chosen with
@@ -325,6 +397,9 @@ class Detector:
                         self.method_, x, fusion.views, fusion.difficulty, native=native
                     ).items():
                         raw.setdefault(k, []).append(t.numpy())
+                elif fused and getattr(self, "image_score_", "native") != "native":
+                    read = map_image_scores(out.anomaly_map)[self.image_score_]
+                    scores.append(self._finite(read.detach().float().cpu().numpy(), i))
                 else:
                     scores.append(self._finite(out.image_score.detach().float().cpu().numpy(), i))
                 if maps and out.anomaly_map is not None:
@@ -480,6 +555,11 @@ class Detector:
                 "difficulty": self.difficulty,
                 "difficulty_mode": self.difficulty_mode,
                 "fusion": self.scoring_.to_dict() if getattr(self, "scoring_", None) else None,
+                # the option asked for, the score it gave, and (auto) each candidate's AUROC
+                # between held-out normals and the same images with synthetic defects
+                "image_score_option": self.image_score,
+                "image_score": getattr(self, "image_score_", "native"),
+                "image_score_auroc": getattr(self, "image_score_auroc_", {}),
             },
             "training": {
                 "seed": self.seed,
@@ -565,6 +645,11 @@ class Detector:
         det.difficulty = sc.get("difficulty", "none")
         det.difficulty_mode = sc.get("difficulty_mode", "divide")
         det.scoring_ = ScoreFusion.from_dict(sc["fusion"]) if sc.get("fusion") else None
+        det.image_score = sc.get("image_score_option", "native")
+        det.image_score_ = sc.get("image_score", "native")
+        if det.image_score_ not in CANDIDATES:
+            raise ValueError(f"unknown image score {det.image_score_!r} (not in {CANDIDATES})")
+        det.image_score_auroc_ = sc.get("image_score_auroc", {})
         det.config_ = cfg
         return det
 
@@ -609,7 +694,8 @@ def model_card(config: dict[str, Any]) -> str:
         f"- Input: {inp['channels']} x {inp['height']} x {inp['width']}",
         f"- Trained on {tr['n_train']} normal images, seed {tr['seed']}, "
         f"{tr['seconds']} s, epochs scale {tr['epochs_scale']}",
-        f"- Scoring: {config['scoring']['score']}, difficulty {config['scoring']['difficulty']}",
+        f"- Scoring: {config['scoring']['score']}, difficulty {config['scoring']['difficulty']}, "
+        f"image score {_image_score_line(config['scoring'])}",
         f"- Decision threshold {cal['threshold']}: {100 * cal['target_fpr']:g}% false positives "
         f"on {cal['n_val']} held-out normal images (no anomalous image was used)",
         f"- Hyper-parameters: {hp}",
@@ -620,6 +706,15 @@ def model_card(config: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _image_score_line(scoring: dict[str, Any]) -> str:
+    chosen = scoring.get("image_score", "native")
+    aurocs = scoring.get("image_score_auroc") or {}
+    if not aurocs:
+        return chosen
+    told = ", ".join(f"{k} {100 * v:.1f}" for k, v in aurocs.items())
+    return f"{chosen} (chosen automatically; AUROC held-out normals vs synthetic defects: {told})"
 
 
 def _restore_tuples(config_cls: type, values: dict[str, Any]) -> dict[str, Any]:

@@ -50,6 +50,12 @@ def summarize_industrial(records: list[dict[str, Any]]) -> dict[str, Any]:
     if not records:
         return {"rows": [], "seeds": []}
     rows = [_row(k, lbl, records, lambda r, k=k: r.get(k)) for k, lbl in METRICS]
+    chosen = lambda r: (r.get("image_score_choice") or {}).get("chosen")  # noqa: E731
+    if any(chosen(r) for r in records):  # map methods, since the choice is recorded
+        label = "image AUROC %, score chosen on synthetic defects"
+        rows.insert(1, _row("auroc_chosen", label, records, lambda r: r.get("auroc_chosen")))
+        which = _row("image_score_chosen", "  (the score chosen)", records, lambda r: None)
+        rows.insert(2, {**which, "per_seed": {r["seed"]: chosen(r) for r in records}})
     types = sorted({t for r in records for t in r.get("auroc_per_type", {})})
     for t in types:
         rows.append(
@@ -114,6 +120,8 @@ def render_industrial_table(summary: dict[str, Any]):
         t.add_column(f"seed {s}", justify="right")
 
     def fmt(v, digits=1):
+        if isinstance(v, str):
+            return v
         return "-" if v is None else f"{v:.{digits}f}"
 
     for row in summary["rows"]:

@@ -2,7 +2,7 @@
 ICCV 2021); official code VitjanZ/DRAEM, read to settle details.
 
 [paper, official code] Two networks trained together on images with synthetic anomalies
-(``synthetic.py``). The reconstructive sub-network, an encoder-decoder without skips, maps
+(``reconad/synthetic.py``). The reconstructive sub-network, an encoder-decoder without skips, maps
 the augmented image I_a back to the clean image I. The discriminative sub-network, a U-Net,
 takes the concatenation (reconstruction, I_a) and predicts the anomaly mask M as 2-class
 logits. Loss: L2(I_rec, I) + 1 - SSIM(I_rec, I) + focal loss (gamma 2) of the logits against
@@ -15,7 +15,7 @@ Score [paper, official ``test_DRAEM.py``]: the map is the softmax probability of
 of 21 x 21 pixels at 256 x 256 (zero-padded, scaled with the input side, kept odd).
 
 Ours [reconstructed]: anomaly textures from the training batch, Perlin noise or flat colours
-instead of the DTD texture set (see ``synthetic.py``); the focal loss computed from the
+instead of the DTD texture set (see ``reconad/synthetic.py``); the focal loss computed from the
 log-softmax (the official one adds 1e-5 to p_t and smooths the one-hot target by 1e-5);
 kornia's SSIM (Gaussian window 11, sigma 1.5, reflect padding; the official one pads with
 zeros); training length in optimiser steps rather than epochs (``steps``); a ``topk_mean``
@@ -38,8 +38,8 @@ from torch import Tensor
 
 from reconad.methods.base import Method, OptimGroup, ScoreOutput, Stage, register
 from reconad.methods.draem.network import DiscriminativeNet, ReconstructiveNet, draem_init
-from reconad.methods.draem.synthetic import synthesize
 from reconad.scoring import map_image_scores, mean_filter_side
+from reconad.synthetic import synthesize
 
 
 @dataclass
@@ -57,7 +57,7 @@ class DRAEMConfig:
     gamma: float = 0.2
     focal_gamma: float = 2.0
     ssim_window: int = 11
-    # synthetic anomalies (synthetic.py)
+    # synthetic anomalies (reconad/synthetic.py)
     anomaly_prob: float = 0.5
     max_beta: float = 0.8
     rotate_prob: float = 0.3

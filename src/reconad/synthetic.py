@@ -1,4 +1,7 @@
-"""DRAEM's synthetic anomalies, in torch, vectorised over the batch, without external data.
+"""Synthetic anomalies after DRAEM, in torch, vectorised over the batch, without external data.
+
+Shared: DRAEM trains on them (``methods/draem``), and ``score_choice`` uses them to choose an
+image score on held-out normals without any test label.
 
 For every image of a training batch [paper, official ``data_loader.py``]:
 

@@ -1,0 +1,90 @@
+"""Choose a map method's image score without test labels: held-out normals against the same
+normals with synthetic defects.
+
+A map method can score an image by its native score (often the mean error over the image),
+by the maximum of its mean-filtered map (``map_max``) or by the mean of its top 1% pixels
+(``map_topk``; see :func:`reconad.scoring.map_image_scores`). Which one separates defects
+best depends on the data: a small scratch is diluted by a mean, a diffuse stain is not.
+With ``image_score="auto"`` the detector scores its held-out normal images twice, as they
+are and with DRAEM-style synthetic defects pasted in (:mod:`reconad.synthetic`), and keeps
+the candidate with the highest AUROC between the two. Only training-side images take part;
+no test image and no test label is read.
+
+Ties keep the earlier candidate in :data:`CANDIDATES` (native first), so a method whose map
+scores add nothing keeps its own score.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from sklearn.metrics import roc_auc_score
+
+from reconad.synthetic import synthesize
+
+#: the image scores a map method offers; ``auto`` chooses among them
+CANDIDATES = ("native", "map_max", "map_topk")
+IMAGE_SCORES = (*CANDIDATES, "auto")
+#: fewer held-out normals than this give an AUROC too coarse to choose by
+MIN_IMAGES = 8
+
+
+def with_defects(images: np.ndarray, seed: int) -> np.ndarray:
+    """The same uint8 images ``(N, C, H, W)``, each with one synthetic defect pasted in.
+
+    The defects are DRAEM's (Perlin-shaped masks filled with another image's texture, Perlin
+    noise or a flat colour), with no rotation of the image itself, drawn from ``seed`` without
+    moving the global random state. An image whose mask came out empty is drawn again (up to
+    ten times), so every returned image carries a defect.
+    """
+    x = torch.from_numpy(images).float() / 255.0
+    out = x.clone()
+    todo = torch.ones(len(x), dtype=torch.bool)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for _ in range(10):
+            if not bool(todo.any()):
+                break
+            _, aug, mask = synthesize(x, anomaly_prob=1.0, rotate_prob=0.0)
+            hit = todo & (mask.flatten(1).sum(1) > 0)
+            out[hit] = aug[hit]
+            todo &= ~hit
+    return (out.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+
+
+def choose(
+    score_all: Callable[[np.ndarray], dict[str, np.ndarray]], normals: np.ndarray, seed: int
+) -> tuple[str, dict[str, float]]:
+    """The candidate that best tells ``normals`` from ``with_defects(normals)``.
+
+    Args:
+        score_all: uint8 images -> every candidate's scores (``{"native": ..., "map_max": ...}``).
+        normals: held-out normal images, uint8 ``(N, C, H, W)``.
+        seed: the defects' seed.
+
+    Returns:
+        ``(name, aurocs)``: the chosen candidate and each candidate's AUROC (0-1).
+
+    Raises:
+        ValueError: with fewer than :data:`MIN_IMAGES` normal images.
+    """
+    if len(normals) < MIN_IMAGES:
+        raise ValueError(
+            f"image_score='auto' compares {len(normals)} held-out normal image(s) with "
+            f"synthetic defects; it needs at least {MIN_IMAGES}: hold out more "
+            "(val_fraction) or choose an image score (native, map_max, map_topk)"
+        )
+    clean, defect = score_all(normals), score_all(with_defects(normals, seed))
+    labels = np.r_[np.zeros(len(normals)), np.ones(len(normals))]
+    aurocs = {
+        k: float(roc_auc_score(labels, np.r_[clean[k], defect[k]]))
+        for k in CANDIDATES
+        if k in clean
+    }
+    best = max(aurocs.values())
+    return next(k for k in CANDIDATES if aurocs.get(k) == best), aurocs
+
+
+__all__ = ["CANDIDATES", "IMAGE_SCORES", "MIN_IMAGES", "choose", "with_defects"]
