@@ -271,3 +271,15 @@ def test_records_hold_the_image_score_chosen_without_test_labels(category, tmp_p
     few = run_industrial(str(category), "pca", [0], tmp_path / "few", size=14, log=lambda m: None)
     assert "image_score_choice" not in few[0]
     assert "auroc_chosen" not in {r["metric"] for r in summarize_industrial(few)["rows"]}
+
+
+def test_tiles_in_the_industrial_protocol(category, tmp_path):
+    rec = run_industrial(
+        str(category), "pca", [0], tmp_path, size=28, patch=14, log=lambda m: None
+    )[0]
+    assert rec["settings"]["patch"] == 14
+    assert rec["input"]["patch"] == 14 and rec["input"]["working_size"] == [28, 28]
+    # bright defects, found by tiles (dent d1 has an empty mask and no defect to find)
+    assert rec["auroc_per_type"]["scratch"] == 100 and rec["pixel_auroc"] > 95
+    with pytest.raises(ValueError, match="patch"):  # a folder of tiled runs refuses whole ones
+        run_industrial(str(category), "pca", [1], tmp_path, size=28, log=lambda m: None)

@@ -88,6 +88,16 @@ ImageScoreOpt = Annotated[
 ]
 
 
+PatchOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="Tile side P (pixels) smaller than the image size: the network trains on P x P "
+        "tiles covering each image and scores whole images by overlapping tiles, for small "
+        "defects in large images (e.g. --image-size 256 --patch 128)."
+    ),
+]
+
+
 def _scoring(method: str, score: str, difficulty: str, mode: str) -> dict[str, str]:
     """Validated scoring options (fails before any training is spent)."""
     from reconad.methods import get_method
@@ -261,6 +271,7 @@ def fit(
     set_: SetOpt = None,
     normalize: NormalizeOpt = "none",
     image_score: ImageScoreOpt = "auto",
+    patch: PatchOpt = None,
     progress: ProgressOpt = True,
 ) -> None:
     """Train a detector on normal images and save it (config.json + weights.safetensors).
@@ -297,6 +308,7 @@ def fit(
             hparams=hp,
             normalize=normalize,
             image_score=image_score,
+            patch=patch,
             **scoring,
         )
         try:
@@ -346,7 +358,7 @@ def test(
 
     det = _load(model)
     try:
-        ts = read_mvtec(data, "test", size=tuple(det.input_shape_[1:]))
+        ts = read_mvtec(data, "test", size=det.read_size_)
         res = evaluate_industrial(det, ts)
     except (DataError, MetricError, ValueError) as e:
         _fail(str(e))
@@ -406,7 +418,7 @@ def predict(
     for lo in range(0, len(files), PREDICT_CHUNK):  # streamed: memory flat in len(files)
         chunk = files[lo : lo + PREDICT_CHUNK]
         try:
-            ts = to_imageset([str(f) for f in chunk], size=tuple(det.input_shape_[1:]))
+            ts = to_imageset([str(f) for f in chunk], size=det.read_size_)
             ex = det.explain(ts, n=len(ts) if heatmaps else 0, maps=heatmaps is not None)
         except DataError as e:
             _fail(str(e))
@@ -546,6 +558,7 @@ def benchmark(
             "score auto chooses and its AUROC."
         ),
     ] = "native",
+    patch: PatchOpt = None,
     also_score: Annotated[
         str | None,
         typer.Option(
@@ -602,9 +615,10 @@ def benchmark(
             accelerator=accelerator,
             normalize=normalize,
             image_score=image_score,
+            patch=patch,
         )
-    if normalize != "none" or image_score != "native":
-        _fail("--normalize and --image-score apply to the industrial protocol (and fit) only")
+    if normalize != "none" or image_score != "native" or patch is not None:
+        _fail("--normalize, --image-score and --patch apply to the industrial protocol only")
     from reconad.benchmark import (
         collect_records,
         render_table,
@@ -686,6 +700,7 @@ def _benchmark_industrial(
         norm, iscore = kw.get("normalize", "none"), kw.get("image_score", "native")
         folder = method + (f"-{preset}" if preset else "") + ("" if norm == "none" else f"+{norm}")
         folder += "" if iscore == "native" else f"+score-{iscore}"
+        folder += "" if kw.get("patch") is None else f"+patch{kw['patch']}"
         out = out or Path("benchmarks/results") / name / folder
         records = run_industrial(dataset, method, seed_list, out, root=data_root, log=_log, **kw)
     except (DataError, ValueError, KeyError) as e:

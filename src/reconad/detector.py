@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 import reconad
+from reconad import tiling
 from reconad.calibration import threshold_at_fpr
 from reconad.data.imageset import DataError, ImageSet
 from reconad.data.protocol import holdout_split
@@ -33,7 +34,7 @@ from reconad.inputs import (
     round_up,
     to_imageset,
 )
-from reconad.methods.base import Method, get_method
+from reconad.methods.base import Method, ScoreOutput, get_method
 from reconad.score_choice import CANDIDATES, IMAGE_SCORES, MIN_IMAGES
 from reconad.score_choice import choose as choose_image_score
 from reconad.scoring import ScoreFusion, compute_views, make_fusion, map_image_scores
@@ -81,6 +82,10 @@ class Detector:
             (mean of the top 1% pixels), or ``auto``: the one that best tells the held-out
             normals from the same images with synthetic defects (``reconad.score_choice``;
             no test image is involved).
+        patch: a tile side P smaller than the working size (``image_size``): the network is
+            built for P x P tiles, trains on tiles that cover each image, and scores whole
+            images by overlapping tiles, maps stitched back at the working size (see
+            ``reconad.tiling``); None = the whole image at once.
         hparams: the method's hyper-parameters (see its ``Config``), as a dict: the way to
             set one whose name is also a Detector option (DDR-ID's own ``score``).
         **more_hparams: further hyper-parameters as keywords (they win over ``hparams``).
@@ -108,6 +113,7 @@ class Detector:
         difficulty_mode: str = "divide",
         normalize: str = "none",
         image_score: str = "native",
+        patch: int | None = None,
         hparams: dict[str, Any] | None = None,
         **more_hparams: Any,
     ) -> None:
@@ -130,6 +136,7 @@ class Detector:
         self.difficulty_mode = difficulty_mode
         self.normalize = normalize
         self.image_score = image_score
+        self.patch = patch
         self.hparams = {**(hparams or {}), **more_hparams}
 
     # ---- fitting ------------------------------------------------------------------------
@@ -166,6 +173,7 @@ class Detector:
         data = to_imageset(X, size=size)
         if size is None:
             size = self._native_or_working_size(cls, data.size)
+        net_size = self._check_patch(cls, size, fusion)
         if validation is None and self.val_fraction > 0:
             data, val = holdout_split(data, self.val_fraction, self.seed)
             if not len(val):
@@ -179,10 +187,14 @@ class Detector:
         else:
             val = None
         torch.manual_seed(self.seed)  # the seed also fixes the initial weights
-        self.method_: Method = cls(config, data.channels, size)
-        self.input_shape_ = (data.channels, *size)
+        self.method_: Method = cls(config, data.channels, net_size)
+        self.input_shape_ = (data.channels, *net_size)
+        self.working_size_ = tuple(size)
+        self.patch_ = self.patch
         images = normalize_intensity(resize_uint8(data.images, size), self.normalize)
-        self._warn_if_short(cls, config, data.channels, size, len(images))
+        if self.patch_:  # tiles that cover each image (stride = tile side)
+            images = tiling.cut(torch.from_numpy(images), self.patch_, self.patch_).numpy()
+        self._warn_if_short(cls, config, data.channels, net_size, len(images))
         result = train(self.method_, images, self._train_config())
         self.history_ = result.history
         self.steps_ = result.steps
@@ -198,6 +210,8 @@ class Detector:
             val_images = self._prepare(val)
             with torch.no_grad():
                 normals = torch.from_numpy(val_images).to(self.method_.device)
+                if self.patch_:  # the method sees tiles, in scoring as in training
+                    normals = tiling.cut(normals, self.patch_, self._tile_stride)
                 self.method_.calibrate(normals.float() / 255.0)
             if fusion is not None:  # fitted on the held-out normals only
                 self.scoring_ = fusion.fit(self._run(val_images, maps=False, views=fusion))
@@ -207,6 +221,72 @@ class Detector:
             self.val_scores_ = self._run(val_images, maps=False)["scores"]
             self.threshold_ = threshold_at_fpr(self.val_scores_, self.target_fpr)
         return self
+
+    def _check_patch(self, cls, size: tuple[int, int], fusion) -> tuple[int, int]:
+        """The network's input size: ``size``, or ``(patch, patch)`` after checking it."""
+        if self.patch is None:
+            return size
+        p = self.patch
+        if not isinstance(p, int) or isinstance(p, bool) or p < 1:
+            raise ValueError(f"patch={p!r}: a tile side in pixels (an int >= 1)")
+        if round_up(p, cls.size_multiple, cls.min_size) != p:
+            ok = round_up(p, cls.size_multiple, cls.min_size)
+            raise ValueError(
+                f"patch={p}: {self.method} needs a multiple of {cls.size_multiple} of at least "
+                f"{cls.min_size} (e.g. {ok})"
+            )
+        if p > min(size):
+            raise ValueError(
+                f"patch={p} exceeds the working size {size[0]}x{size[1]}: choose a smaller "
+                "patch or a larger image_size"
+            )
+        if fusion is not None:
+            raise ValueError("patch applies to the native score (score='native', no difficulty)")
+        return (p, p)
+
+    @property
+    def _tile_stride(self) -> int:
+        """Scoring tiles overlap by half a tile, so every pixel is seen away from an edge."""
+        return max(1, self.patch_ // 2)
+
+    @property
+    def read_size_(self) -> tuple[int, int]:
+        """The size images are read and resized to before scoring: the working size (larger
+        than the network's input when it scores by tiles)."""
+        self._check_fitted()
+        return tuple(getattr(self, "working_size_", None) or self.input_shape_[1:])
+
+    def _score(self, x: torch.Tensor, fmt: torch.memory_format) -> Any:
+        """``method_.score`` of a batch, or, with tiles, of its tiles put back together."""
+        patch = getattr(self, "patch_", None)
+        if not patch:
+            return self.method_.score(x)
+        n, size, stride = len(x), tuple(x.shape[-2:]), self._tile_stride
+        tiles = tiling.cut(x, patch, stride)
+        outs = [
+            self.method_.score(tiles[i : i + self.score_batch_size].contiguous(memory_format=fmt))
+            for i in range(0, len(tiles), self.score_batch_size)
+        ]
+
+        def cat(get):
+            return torch.cat([get(o) for o in outs])
+
+        first = outs[0]
+        amap = None
+        if first.anomaly_map is not None:
+            amap = tiling.stitch(cat(lambda o: o.anomaly_map), n, size, stride)
+        return ScoreOutput(
+            image_score=tiling.per_image_max(cat(lambda o: o.image_score), n),
+            anomaly_map=amap,
+            extras={
+                k: tiling.stitch(cat(lambda o, k=k: o.extras[k]), n, size, stride)
+                for k in first.extras
+            },
+            components={
+                k: tiling.per_image_max(cat(lambda o, k=k: o.components[k]), n)
+                for k in first.components
+            },
+        )
 
     def _check_image_score(self, cls, fusion) -> None:
         if self.image_score not in IMAGE_SCORES:
@@ -345,7 +425,8 @@ class Detector:
             raise NotFittedError("this Detector is not fitted yet: call fit() or Detector.load()")
 
     def _prepare(self, data: ImageSet) -> np.ndarray:
-        c, h, w = self.input_shape_
+        c = self.input_shape_[0]
+        h, w = self.read_size_
         if data.channels != c:
             where = f" (first file: {data.paths[0]})" if data.paths else ""
             raise DataError(
@@ -355,7 +436,7 @@ class Detector:
 
     def _as_set(self, X: ImageInput) -> ImageSet:
         self._check_fitted()
-        return to_imageset(X, size=tuple(self.input_shape_[1:]))
+        return to_imageset(X, size=self.read_size_)
 
     def _run(
         self,
@@ -390,7 +471,7 @@ class Detector:
                 map_comps = components and map_scores and self.method_.produces_maps
                 comps_here = components and self.method_.has_components or map_comps
                 if fusion is None or maps or comps_here or i < extras or "native" in fusion.views:
-                    out = self.method_.score(x)
+                    out = self._score(x, fmt)
                 if fusion is not None:
                     native = None if out is None else out.image_score
                     for k, t in compute_views(
@@ -540,6 +621,11 @@ class Detector:
                 "height": h,
                 "width": w,
                 **({} if self.normalize == "none" else {"normalize": self.normalize}),
+                **(
+                    {"patch": self.patch_, "working_size": list(self.working_size_)}
+                    if getattr(self, "patch_", None)
+                    else {}
+                ),
             },
             "calibration": {
                 "threshold": self.threshold_,
@@ -637,6 +723,8 @@ class Detector:
         det.method_.eval()
         det.input_shape_ = (inp["channels"], inp["height"], inp["width"])
         det.normalize = inp.get("normalize", "none")
+        det.patch = det.patch_ = inp.get("patch")
+        det.working_size_ = tuple(inp["working_size"]) if det.patch_ else None
         det.threshold_ = float("nan") if calib["threshold"] is None else float(calib["threshold"])
         det.val_scores_ = np.array([])
         det.history_ = cfg["training"].get("history", [])

@@ -245,6 +245,7 @@ def run_industrial(
     accelerator: str = "cpu",
     normalize: str = "none",
     image_score: str = "native",
+    patch: int | None = None,
 ) -> list[dict[str, Any]]:
     """Run (or resume) the industrial protocol for one method; returns each seed's record.
 
@@ -281,6 +282,8 @@ def run_industrial(
         settings["normalize"] = normalize
     if image_score != "native":
         settings["image_score"] = image_score
+    if patch is not None:  # the network sees patch x patch tiles of the size x size image
+        settings["patch"] = patch
     settings = json.loads(json.dumps(settings))  # as stored: tuples become lists
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -292,7 +295,13 @@ def run_industrial(
     protocol = [k for k in settings if k not in ("preset", "hparams", "epochs_scale", "method")]
     for rec in records:
         stored = rec.get("settings") or {}
-        bad = [k for k in protocol if stored.get(k) != settings[k]]
+        # keys only some runs have (normalize, image_score, patch) count when either has them
+        extra = [
+            k
+            for k in stored
+            if k not in settings and k not in ("preset", "hparams", "epochs_scale", "method")
+        ]
+        bad = [k for k in protocol + extra if stored.get(k) != settings.get(k)]
         bad += settings_mismatch({**rec, "epochs_scale": stored.get("epochs_scale")}, wanted)
         if bad:
             raise ValueError(
@@ -305,7 +314,8 @@ def run_industrial(
         if train is None:
             train = read_mvtec(path, "train", size=(side, side), channels=channels)
             test = read_mvtec(path, "test", size=(side, side), channels=train.channels)
-        log(f"{name}/{method} seed {seed}: training at {side}x{side}")
+        tiles = f" in {patch}x{patch} tiles" if patch else ""
+        log(f"{name}/{method} seed {seed}: training at {side}x{side}{tiles}")
         save_to = Path(save_models) / f"seed{seed}" if save_models else None
         rec = _run_seed(train, test, settings, seed, progress, save_to, accelerator)
         rec["category_path"] = str(path)
@@ -340,6 +350,7 @@ def _run_seed(
         epochs_scale=settings["epochs_scale"],
         normalize=settings.get("normalize", "none"),
         image_score=settings.get("image_score", "native"),
+        patch=settings.get("patch"),
         accelerator=accelerator,
         hparams=settings["hparams"],
     )
