@@ -268,3 +268,49 @@ def test_detector_warns_when_a_run_is_shorter_than_its_preset():
     with pytest.warns(UserWarning, match="fewer than the"):
         det = Detector("ae", epochs=1, progress=False, val_fraction=0).fit(imgs)
     assert det.to_config()["training"]["steps"] == det.steps_ == 1  # 64 images, one batch
+
+
+def test_augment_batch_flips_and_turns_each_image_by_itself():
+    x = torch.arange(2 * 16, dtype=torch.float).view(2, 1, 4, 4).repeat(32, 1, 1, 1)
+    torch.manual_seed(0)
+    y = training.augment_batch(x, ("hflip", "vflip", "rot90"))
+    assert y.shape == x.shape
+    # every output is one of the 8 symmetries of its own input, and more than one is drawn
+    seen = set()
+    for a, b in zip(x, y, strict=True):
+        options = [torch.rot90(f, r, dims=(-2, -1)) for f in (a, a.flip(-1)) for r in range(4)]
+        hits = [i for i, o in enumerate(options) if torch.equal(o, b)]
+        assert hits
+        seen.add(hits[0])
+    assert len(seen) >= 4
+    assert torch.equal(training.augment_batch(x, ()), x)
+
+
+def test_augment_is_checked_recorded_and_changes_training(tmp_path):
+    with pytest.raises(ValueError, match="choose from"):
+        training.check_augment(("shear",), (32, 32))
+    with pytest.raises(ValueError, match="square"):
+        training.check_augment(("rot90",), (32, 48))
+    imgs = _images()
+    plain, turned = _ae(), _ae()
+    train(plain, imgs, TrainConfig(progress=False))
+    train(turned, imgs, TrainConfig(progress=False, augment=("hflip", "rot90")))
+    assert not _same(_weights(plain), _weights(turned))
+    from reconad import Detector
+
+    det = Detector("ae", augment="hflip,vflip", progress=False, epochs=1).fit(imgs)
+    assert det.to_config()["training"]["augment"] == ["hflip", "vflip"]
+    assert (
+        "augment" not in Detector("ae", progress=False, epochs=1).fit(imgs).to_config()["training"]
+    )
+    with pytest.raises(ValueError, match="choose from"):
+        Detector("ae", augment="hflip,warp", progress=False, epochs=1).fit(imgs)
+
+
+def test_augment_is_refused_where_a_stage_has_frozen_targets():
+    cls = get_method("utad")
+    torch.manual_seed(0)
+    m = cls(cls.make_config(), 1, (64, 64))
+    imgs = np.random.default_rng(0).integers(0, 256, (16, 1, 64, 64), dtype=np.uint8)
+    with pytest.raises(ValueError, match="untransformed"):
+        train(m, imgs, TrainConfig(progress=False, augment=("hflip",), epochs_scale=0.001))

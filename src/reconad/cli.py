@@ -98,6 +98,16 @@ PatchOpt = Annotated[
 ]
 
 
+AugmentOpt = Annotated[
+    str,
+    typer.Option(
+        help="Training transforms drawn per image: any of hflip,vflip,rot90 (rot90: square "
+        "inputs). Only for parts whose normal images may appear flipped or turned (textures "
+        "such as Magnetic-Tile; not a transistor)."
+    ),
+]
+
+
 def _scoring(method: str, score: str, difficulty: str, mode: str) -> dict[str, str]:
     """Validated scoring options (fails before any training is spent)."""
     from reconad.methods import get_method
@@ -272,6 +282,7 @@ def fit(
     normalize: NormalizeOpt = "none",
     image_score: ImageScoreOpt = "auto",
     patch: PatchOpt = None,
+    augment: AugmentOpt = "",
     progress: ProgressOpt = True,
 ) -> None:
     """Train a detector on normal images and save it (config.json + weights.safetensors).
@@ -309,6 +320,7 @@ def fit(
             normalize=normalize,
             image_score=image_score,
             patch=patch,
+            augment=augment,
             **scoring,
         )
         try:
@@ -559,6 +571,7 @@ def benchmark(
         ),
     ] = "native",
     patch: PatchOpt = None,
+    augment: AugmentOpt = "",
     also_score: Annotated[
         str | None,
         typer.Option(
@@ -616,9 +629,13 @@ def benchmark(
             normalize=normalize,
             image_score=image_score,
             patch=patch,
+            augment=augment,
         )
-    if normalize != "none" or image_score != "native" or patch is not None:
-        _fail("--normalize, --image-score and --patch apply to the industrial protocol only")
+    if normalize != "none" or image_score != "native" or patch is not None or augment:
+        _fail(
+            "--normalize, --image-score, --patch and --augment apply to the industrial "
+            "protocol only"
+        )
     from reconad.benchmark import (
         collect_records,
         render_table,
@@ -701,6 +718,7 @@ def _benchmark_industrial(
         folder = method + (f"-{preset}" if preset else "") + ("" if norm == "none" else f"+{norm}")
         folder += "" if iscore == "native" else f"+score-{iscore}"
         folder += "" if kw.get("patch") is None else f"+patch{kw['patch']}"
+        folder += "+" + kw["augment"].replace(",", "+") if kw.get("augment") else ""
         out = out or Path("benchmarks/results") / name / folder
         records = run_industrial(dataset, method, seed_list, out, root=data_root, log=_log, **kw)
     except (DataError, ValueError, KeyError) as e:

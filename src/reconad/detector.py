@@ -40,7 +40,7 @@ from reconad.score_choice import choose as choose_image_score
 from reconad.scoring import ScoreFusion, compute_views, make_fusion, map_image_scores
 from reconad.scoring import check_options as check_scoring
 from reconad.serialize import atomic_dir, load_tensors, save_tensors, write_json
-from reconad.training import TrainConfig, plan_steps, train
+from reconad.training import TrainConfig, check_augment, plan_steps, train
 
 MODEL_FORMAT = "reconad-model/1"
 #: images whose longer side exceeds this are trained at the method's ``working_side``
@@ -86,6 +86,9 @@ class Detector:
             built for P x P tiles, trains on tiles that cover each image, and scores whole
             images by overlapping tiles, maps stitched back at the working size (see
             ``reconad.tiling``); None = the whole image at once.
+        augment: training transforms drawn per image, from ``hflip``, ``vflip``, ``rot90``
+            (a sequence, or one comma-separated string); only for categories whose normal
+            images may appear flipped or turned.
         hparams: the method's hyper-parameters (see its ``Config``), as a dict: the way to
             set one whose name is also a Detector option (DDR-ID's own ``score``).
         **more_hparams: further hyper-parameters as keywords (they win over ``hparams``).
@@ -114,6 +117,7 @@ class Detector:
         normalize: str = "none",
         image_score: str = "native",
         patch: int | None = None,
+        augment: str | tuple[str, ...] = (),
         hparams: dict[str, Any] | None = None,
         **more_hparams: Any,
     ) -> None:
@@ -137,6 +141,7 @@ class Detector:
         self.normalize = normalize
         self.image_score = image_score
         self.patch = patch
+        self.augment = augment
         self.hparams = {**(hparams or {}), **more_hparams}
 
     # ---- fitting ------------------------------------------------------------------------
@@ -174,6 +179,7 @@ class Detector:
         if size is None:
             size = self._native_or_working_size(cls, data.size)
         net_size = self._check_patch(cls, size, fusion)
+        self.augment_ = check_augment(_names(self.augment), net_size)
         if validation is None and self.val_fraction > 0:
             data, val = holdout_split(data, self.val_fraction, self.seed)
             if not len(val):
@@ -412,6 +418,7 @@ class Detector:
             progress=self.progress,
             epochs_scale=self.epochs_scale,
             step_floor=self._step_floor,
+            augment=getattr(self, "augment_", ()),
         )
 
     @property
@@ -654,6 +661,7 @@ class Detector:
                 "steps": getattr(self, "steps_", None),
                 "images_seen": getattr(self, "images_seen_", None),
                 "epochs_scale": self.epochs_scale,
+                **({"augment": list(self.augment_)} if getattr(self, "augment_", ()) else {}),
                 "devices": self.devices,
                 "strategy": self.strategy,
                 "precision": self.precision,
@@ -803,6 +811,14 @@ def _image_score_line(scoring: dict[str, Any]) -> str:
         return chosen
     told = ", ".join(f"{k} {100 * v:.1f}" for k, v in aurocs.items())
     return f"{chosen} (chosen automatically; AUROC held-out normals vs synthetic defects: {told})"
+
+
+def _names(value: str | tuple[str, ...] | list[str] | None) -> tuple[str, ...]:
+    """``"hflip,vflip"`` or a sequence of names -> a tuple of stripped names."""
+    if not value:
+        return ()
+    items = value.split(",") if isinstance(value, str) else value
+    return tuple(str(v).strip() for v in items if str(v).strip())
 
 
 def _restore_tuples(config_cls: type, values: dict[str, Any]) -> dict[str, Any]:

@@ -246,6 +246,7 @@ def run_industrial(
     normalize: str = "none",
     image_score: str = "native",
     patch: int | None = None,
+    augment: str = "",
 ) -> list[dict[str, Any]]:
     """Run (or resume) the industrial protocol for one method; returns each seed's record.
 
@@ -284,6 +285,8 @@ def run_industrial(
         settings["image_score"] = image_score
     if patch is not None:  # the network sees patch x patch tiles of the size x size image
         settings["patch"] = patch
+    if augment:
+        settings["augment"] = augment
     settings = json.loads(json.dumps(settings))  # as stored: tuples become lists
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -351,6 +354,7 @@ def _run_seed(
         normalize=settings.get("normalize", "none"),
         image_score=settings.get("image_score", "native"),
         patch=settings.get("patch"),
+        augment=settings.get("augment", ""),
         accelerator=accelerator,
         hparams=settings["hparams"],
     )

@@ -61,6 +61,10 @@ class TrainConfig:
         step_floor: give a stage stated in epochs its preset's length in optimiser steps
             (see :func:`plan_stage`). Off here, so the loop runs the epochs it is given; the
             ``Detector`` turns it on unless the caller chose the epochs explicitly.
+        augment: label-preserving transforms drawn per image and batch: ``hflip``,
+            ``vflip``, ``rot90`` (a multiple of 90 degrees; square inputs only). Safe only
+            for categories whose normal images may appear so (a texture, not a transistor
+            whose leads point one way); see :func:`augment_batch`.
     """
 
     seed: int = 0
@@ -74,6 +78,7 @@ class TrainConfig:
     epochs_scale: float = 1.0
     num_workers: int = 0
     step_floor: bool = False
+    augment: tuple[str, ...] = ()
 
 
 @dataclass
@@ -165,6 +170,8 @@ def _fingerprint(method: Method, images: np.ndarray, cfg: TrainConfig) -> str:
     h.update(json.dumps(method.config.__dict__, sort_keys=True, default=str).encode())
     h.update(str((images.shape, cfg.seed, cfg.epochs_scale)).encode())
     h.update(images[:: max(1, len(images) // 64)].tobytes())
+    if cfg.augment:  # only then, so earlier checkpoints keep their fingerprint
+        h.update(str(cfg.augment).encode())
     return h.hexdigest()[:16]
 
 
@@ -252,6 +259,11 @@ def _train_stages(method, stages, data, images, cfg, fabric, result, on_epoch_en
                     opt.load_state_dict(done["optimizers"][name])
             wrapped = {n: fabric.setup_optimizers(o) for n, o in optimizers.items()}
             targets = _frozen_targets(stage, data)
+            if targets is not None and cfg.augment:
+                raise ValueError(
+                    f"augment is not available for stage {stage.name!r}: its targets are "
+                    "computed once from the untransformed images"
+                )
             loader = _loader(data, plan, cfg, fabric, targets)
             if first == 0:
                 method.on_stage_start(stage.name, _float_batches(loader))
@@ -262,8 +274,9 @@ def _train_stages(method, stages, data, images, cfg, fabric, result, on_epoch_en
                     for pg in wrapped[name].param_groups:
                         pg["lr"] = g.lr * _lr_factor(g.milestones, g.gamma, epoch, epochs)
                 loss_sum = _run_epoch(
-                    model, stage, wrapped, loader, si, epoch, cfg.seed, fabric, bar, task, epochs
-                )
+                    model, stage, wrapped, loader, si, epoch, cfg.seed, fabric, bar, task, epochs,
+                    cfg.augment,
+                )  # fmt: skip
                 mean_loss = loss_sum / max(1, len(loader))
                 result.history.append(
                     {
@@ -282,7 +295,46 @@ def _train_stages(method, stages, data, images, cfg, fabric, result, on_epoch_en
                 bar.update(task, visible=False)
 
 
-def _run_epoch(model, stage, optimizers, loader, si, epoch, seed, fabric, bar, task, epochs):
+AUGMENTS = ("hflip", "vflip", "rot90")
+
+
+def check_augment(augment: tuple[str, ...], size: tuple[int, int]) -> tuple[str, ...]:
+    """Validated transform names (see :data:`AUGMENTS`).
+
+    Raises:
+        ValueError: an unknown name, or ``rot90`` on a non-square input.
+    """
+    bad = [a for a in augment if a not in AUGMENTS]
+    if bad:
+        raise ValueError(f"augment {bad}: choose from {list(AUGMENTS)}")
+    if "rot90" in augment and size[0] != size[1]:
+        raise ValueError(f"augment rot90 needs a square input; this one is {size[0]}x{size[1]}")
+    return tuple(augment)
+
+
+def augment_batch(x: torch.Tensor, augment: tuple[str, ...]) -> torch.Tensor:
+    """Each image of a batch ``(B, C, H, W)`` flipped and/or turned at random (a fair coin
+    per image and transform; a uniform quarter turn for ``rot90``), from the global RNG,
+    which the checkpoint keeps, so a resumed run draws the same transforms."""
+    n = len(x)
+
+    def where(m: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.where(m.to(x.device).view(n, 1, 1, 1), a, b)
+
+    if "hflip" in augment:
+        x = where(torch.rand(n) < 0.5, x.flip(-1), x)
+    if "vflip" in augment:
+        x = where(torch.rand(n) < 0.5, x.flip(-2), x)
+    if "rot90" in augment:
+        k = torch.randint(0, 4, (n,))
+        for r in (1, 2, 3):
+            x = where(k == r, torch.rot90(x, r, dims=(-2, -1)), x)
+    return x
+
+
+def _run_epoch(
+    model, stage, optimizers, loader, si, epoch, seed, fabric, bar, task, epochs, augment=()
+):
     model.train()
     if hasattr(loader.sampler, "set_epoch"):
         loader.sampler.set_epoch(epoch + 1000 * si)
@@ -292,6 +344,8 @@ def _run_epoch(model, stage, optimizers, loader, si, epoch, seed, fabric, bar, t
     loss_sum = 0.0
     for batch in loader:
         x = batch[0].float().div_(255.0)
+        if augment:
+            x = augment_batch(x, augment)
         if len(batch) > 1:  # the stage's frozen targets, computed once at its start
             x = torch.cat([x, batch[1]], dim=1)
         out = model.training_step(x, stage.name)
