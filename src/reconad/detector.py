@@ -34,7 +34,7 @@ from reconad.inputs import (
     round_up,
     to_imageset,
 )
-from reconad.methods.base import Method, ScoreOutput, get_method
+from reconad.methods.base import Method, ScoreOutput, cat_outputs, get_method
 from reconad.score_choice import CANDIDATES, IMAGE_SCORES, MIN_IMAGES
 from reconad.score_choice import choose as choose_image_score
 from reconad.scoring import ScoreFusion, compute_views, make_fusion, map_image_scores
@@ -269,29 +269,18 @@ class Detector:
             return self.method_.score(x)
         n, size, stride = len(x), tuple(x.shape[-2:]), self._tile_stride
         tiles = tiling.cut(x, patch, stride)
-        outs = [
-            self.method_.score(tiles[i : i + self.score_batch_size].contiguous(memory_format=fmt))
-            for i in range(0, len(tiles), self.score_batch_size)
-        ]
-
-        def cat(get):
-            return torch.cat([get(o) for o in outs])
-
-        first = outs[0]
-        amap = None
-        if first.anomaly_map is not None:
-            amap = tiling.stitch(cat(lambda o: o.anomaly_map), n, size, stride)
+        out = cat_outputs(
+            [
+                self.method_.score(chunk.contiguous(memory_format=fmt))
+                for chunk in tiles.split(self.score_batch_size)
+            ]
+        )
+        amap = out.anomaly_map
         return ScoreOutput(
-            image_score=tiling.per_image_max(cat(lambda o: o.image_score), n),
-            anomaly_map=amap,
-            extras={
-                k: tiling.stitch(cat(lambda o, k=k: o.extras[k]), n, size, stride)
-                for k in first.extras
-            },
-            components={
-                k: tiling.per_image_max(cat(lambda o, k=k: o.components[k]), n)
-                for k in first.components
-            },
+            image_score=tiling.per_image_max(out.image_score, n),
+            anomaly_map=None if amap is None else tiling.stitch(amap, n, size, stride),
+            extras={k: tiling.stitch(v, n, size, stride) for k, v in out.extras.items()},
+            components={k: tiling.per_image_max(v, n) for k, v in out.components.items()},
         )
 
     def _check_image_score(self, cls, fusion) -> None:

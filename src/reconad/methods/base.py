@@ -48,6 +48,22 @@ class ScoreOutput:
     components: dict[str, Tensor] = field(default_factory=dict)
 
 
+def cat_outputs(parts: list[ScoreOutput]) -> ScoreOutput:
+    """The outputs of consecutive chunks of a batch as one output (scoring in chunks bounds
+    memory: DRAEM at 256 x 256; tiles of whole images in ``Detector``)."""
+    first = parts[0]
+
+    def cat(get) -> Tensor:
+        return torch.cat([get(p) for p in parts])
+
+    return ScoreOutput(
+        image_score=cat(lambda p: p.image_score),
+        anomaly_map=None if first.anomaly_map is None else cat(lambda p: p.anomaly_map),
+        extras={k: cat(lambda p, k=k: p.extras[k]) for k in first.extras},
+        components={k: cat(lambda p, k=k: p.components[k]) for k in first.components},
+    )
+
+
 @dataclass
 class OptimGroup:
     """One optimiser: which modules it trains and how.

@@ -36,7 +36,14 @@ import torch.nn.functional as F
 from kornia.metrics import ssim
 from torch import Tensor
 
-from reconad.methods.base import Method, OptimGroup, ScoreOutput, Stage, register
+from reconad.methods.base import (
+    Method,
+    OptimGroup,
+    ScoreOutput,
+    Stage,
+    cat_outputs,
+    register,
+)
 from reconad.methods.draem.network import DiscriminativeNet, ReconstructiveNet, draem_init
 from reconad.scoring import map_image_scores, mean_filter_side
 from reconad.synthetic import synthesize
@@ -178,15 +185,7 @@ class DRAEM(Method):
 
     def score(self, x: Tensor) -> ScoreOutput:
         if len(x) > self.score_chunk:
-            parts = [self.score(chunk) for chunk in x.split(self.score_chunk)]
-            return ScoreOutput(
-                image_score=torch.cat([p.image_score for p in parts]),
-                anomaly_map=torch.cat([p.anomaly_map for p in parts]),
-                extras={k: torch.cat([p.extras[k] for p in parts]) for k in parts[0].extras},
-                components={
-                    k: torch.cat([p.components[k] for p in parts]) for k in parts[0].components
-                },
-            )
+            return cat_outputs([self.score(chunk) for chunk in x.split(self.score_chunk)])
         rec, amap = self.segment(x)
         # the max of the mean-filtered map, zeros counted (official); and the top-k mean
         read = map_image_scores(amap, self.config.score_window, self.config.topk)
