@@ -324,6 +324,28 @@ def test_a_second_fit_on_the_same_out_is_refused(parts, tmp_path):
     assert r.exit_code == 2 and "another reconad fit is writing" in " ".join(r.output.split())
     assert not out.exists()
     assert _invoke("fit", "--data", parts, "--out", out, "--method", "pca").exit_code == 0
+    assert not (tmp_path / ".m.lock").exists()  # the finished fit leaves no lock file behind
+
+
+def test_a_fit_that_locked_a_lock_file_just_removed_takes_a_fresh_one(tmp_path, monkeypatch):
+    import fcntl
+    import os
+
+    from reconad import cli
+
+    out, path = tmp_path / "m", tmp_path / ".m.lock"
+    real, calls = fcntl.flock, []
+
+    def flock(f, op):  # the holder finishes and removes the file just as we lock it
+        calls.append(os.fstat(f.fileno()).st_ino)
+        if len(calls) == 1:
+            path.unlink()
+        return real(f, op)
+
+    monkeypatch.setattr(fcntl, "flock", flock)
+    with cli._locked(out):
+        assert path.exists() and os.stat(path).st_ino == calls[-1]  # the file now at the path
+    assert len(calls) == 2 and not path.exists()
 
 
 # --- item 15: saved files follow the umask ------------------------------------------------
@@ -415,6 +437,11 @@ def test_an_internal_error_is_one_line_and_debug_shows_the_traceback(tmp_path):
         [sys.executable, "-c", code, "--debug"], capture_output=True, text=True, env=env
     )
     assert debug.returncode == 1 and "Traceback" in debug.stderr
+    after = code.replace("*sys.argv[1:], 'boom'", "'boom', *sys.argv[1:]")
+    late = subprocess.run(
+        [sys.executable, "-c", after, "--debug"], capture_output=True, text=True, env=env
+    )  # written after the command, as users do: still the traceback, not "no such option"
+    assert late.returncode == 1 and "Traceback" in late.stderr, late.stderr
 
 
 # --- item 10: the advice names options that exist ---------------------------------------

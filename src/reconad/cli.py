@@ -36,6 +36,22 @@ app = typer.Typer(
 console = Console()
 err = Console(stderr=True)
 
+
+@app.callback()
+def _root(
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug",
+            help="Show the Python traceback of an internal error (also RECONAD_DEBUG=1); "
+            "accepted anywhere on the command line.",
+        ),
+    ] = False,
+) -> None:
+    if debug:
+        os.environ["RECONAD_DEBUG"] = "1"
+
+
 MethodOpt = Annotated[
     str,
     typer.Option(
@@ -167,19 +183,42 @@ def _check_run_options(
 def _locked(out: Path):
     """Hold ``.OUT.lock`` beside the model folder for a block, or refuse: two fits writing
     one folder would both print "saved" and the last writer would win. An flock: the OS
-    releases it when the process ends, also on kill -9, so no stale lock is left."""
+    releases it when the process ends, also on kill -9, so no stale lock is left.
+
+    The (empty) lock file is removed at the end while still held. A fit that opened it just
+    before finds, once it holds the lock, that the path no longer names the file it locked,
+    and starts over on a fresh one, so two fits never hold locks on different files."""
     import fcntl
 
     if os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("NODE_RANK", "0") != "0":
         yield  # a DDP worker Fabric started from this command: the launching process holds it
         return
     out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out.with_name(f".{out.name}.lock"), "a") as lock:
+    path = out.with_name(f".{out.name}.lock")
+    for _ in range(5):
+        lock = open(path, "a")  # closed below, after the block
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            _fail(f"another reconad fit is writing {out} (it holds {lock.name}); wait for it")
+            lock.close()
+            _fail(f"another reconad fit is writing {out} (it holds {path}); wait for it")
+        try:
+            same = os.stat(path).st_ino == os.fstat(lock.fileno()).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        lock.close()  # the holder removed it as we opened it: lock the new one
+    else:
+        _fail(f"could not take the lock {path}: it keeps being replaced")
+    try:
         yield
+    finally:
+        try:
+            if os.fstat(lock.fileno()).st_size == 0:  # ours: reconad writes nothing in it
+                path.unlink(missing_ok=True)
+        finally:
+            lock.close()
 
 
 def _check_out(out: Path, data: Path) -> Path:
@@ -802,11 +841,14 @@ def _load(model: Path):
 
 def main() -> None:
     """Console-script entry point: an unexpected exception is one line (exit 1) unless
-    ``--debug`` (anywhere before the command's own arguments) or RECONAD_DEBUG=1 asks
-    for the traceback."""
-    debug = "--debug" in sys.argv[1:] or os.environ.get("RECONAD_DEBUG") == "1"
-    if "--debug" in sys.argv[1:]:
-        sys.argv.remove("--debug")
+    ``--debug`` or RECONAD_DEBUG=1 asks for the traceback. ``--debug`` is the root
+    command's option; written after the command (``reconad fit --debug ...``) it is moved in
+    front, so it works anywhere, and before typer parses anything, so a failure while
+    parsing is covered too."""
+    rest = [a for a in sys.argv[1:] if a != "--debug"]
+    debug = len(rest) < len(sys.argv) - 1 or os.environ.get("RECONAD_DEBUG") == "1"
+    if len(rest) < len(sys.argv) - 1:
+        sys.argv[1:] = ["--debug", *rest]
     try:
         app()
     except Exception as e:  # a bug, not bad input (bad input exits 2 with its own line)
