@@ -24,6 +24,9 @@ QUEUE=(
   "$MT --method draem --seeds 0 --save-models $MODELS/mt-draem"
   "$B --dataset mvtec/screw --method draem --seeds 0 --size 128 --save-models $MODELS/screw-draem"
   "$B --dataset mvtec/transistor --method draem --seeds 0 --size 128 --save-models $MODELS/transistor-draem"
+  # tiles (issue 21 item 2): ae at 256 x 256 in 128 x 128 tiles, against ae-steps at 128
+  # (same network input, same steps; ~4x the scoring work)
+  "$B --dataset magnetic-tile --size 256 --patch 128 --method ae --seeds 0"
   # the other deep methods sized in steps (their epoch-sized results stay in <method>/);
   # then the same methods on the two MVTec categories; pca first there (seconds)
   "$MT --method ssim_ae --seeds 0 --out benchmarks/results/magnetic-tile/ssim_ae-steps"

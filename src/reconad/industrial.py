@@ -208,7 +208,7 @@ def _image_score_choice(det: Detector, val: ImageSet) -> tuple[str, dict[str, fl
     return det.image_score_choice(val)
 
 
-def _chosen_auroc(det: Detector, res: dict[str, Any], choice) -> dict[str, Any]:
+def image_score_entries(det: Detector, res: dict[str, Any], choice) -> dict[str, Any]:
     """The record's entries for the leakage-free image-score choice: what was chosen, each
     candidate's AUROC on held-out normals vs synthetic defects, and the chosen score's
     test AUROC (``auroc_chosen``), read off the scores already computed."""
@@ -367,7 +367,7 @@ def _run_seed(
     choice = _image_score_choice(det, val)
     res = evaluate_industrial(det, test, pixel_threshold)
     if choice is not None:
-        res.update(_chosen_auroc(det, res, choice))
+        res.update(image_score_entries(det, res, choice))
     rss = res.pop("peak_rss_mb_scoring")
     cfg = det.to_config()
     return {
@@ -407,6 +407,7 @@ __all__ = [
     "INDUSTRIAL_DATASETS",
     "collect_industrial",
     "evaluate_industrial",
+    "image_score_entries",
     "industrial_metrics",
     "is_industrial",
     "resolve_category",
