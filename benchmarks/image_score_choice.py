@@ -7,7 +7,8 @@ off the scores the record already has). A record made before has neither. Given 
 the run kept (`--save-models DIR`), this script rebuilds each seed's held-out split (the
 same seeded split the run used), makes the choice with the saved model, and adds the two
 entries to the seed's JSON; nothing else in the record changes, and no test label is read
-to choose. Records that already hold a choice are left alone.
+to choose. Records that already hold a choice are left alone unless ``--redo`` (e.g. after
+the choice's rule changed: fainter probe defects when the first probe saturates).
 
     python benchmarks/image_score_choice.py benchmarks/results/magnetic-tile/draem \
         --models ../models/mt-draem --data-root ../shared/data
@@ -30,10 +31,11 @@ def main() -> None:
     ap.add_argument("results", type=Path, help="an industrial results folder (seed*.json)")
     ap.add_argument("--models", type=Path, required=True, help="the run's --save-models folder")
     ap.add_argument("--data-root", type=Path, default=None)
+    ap.add_argument("--redo", action="store_true", help="choose again where a choice exists")
     args = ap.parse_args()
     for rec in collect_industrial(args.results):
         seed = rec["seed"]
-        if "image_score_choice" in rec:
+        if "image_score_choice" in rec and not args.redo:
             print(f"seed {seed}: already chosen ({rec['image_score_choice']['chosen']})")
             continue
         st = rec["settings"]
@@ -49,8 +51,8 @@ def main() -> None:
         rec["image_score_choice"]["added_by"] = "benchmarks/image_score_choice.py"
         write_json(args.results / f"seed{seed}.json", rec)
         print(
-            f"seed {seed}: chose {choice[0]} "
-            f"({', '.join(f'{k} {100 * v:.1f}' for k, v in choice[1].items())}); "
+            f"seed {seed}: chose {choice.name} at defect strength {choice.strength:g} "
+            f"({', '.join(f'{k} {100 * v:.1f}' for k, v in choice.aurocs.items())}); "
             f"its test AUROC {rec['auroc_chosen']:.1f} (native {rec['auroc']:.1f})"
         )
 

@@ -257,6 +257,7 @@ def test_records_hold_the_image_score_chosen_without_test_labels(category, tmp_p
     rec = run_industrial(str(category), "pca", [0], tmp_path / "native", **kw)[0]
     chosen = rec["image_score_choice"]["chosen"]
     assert set(rec["image_score_choice"]["synthetic_auroc"]) == {"native", "map_max", "map_topk"}
+    assert rec["image_score_choice"]["defect_strength"] in (1.0, 0.5, 0.25, 0.125)
     want = rec["auroc"] if chosen == "native" else rec["components"][chosen]
     assert rec["auroc_chosen"] == pytest.approx(want)
     rows = {r["metric"]: r for r in summarize_industrial([rec])["rows"]}

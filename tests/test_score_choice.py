@@ -10,7 +10,7 @@ import torch
 from sklearn.datasets import load_digits
 
 from reconad import Detector
-from reconad.score_choice import CANDIDATES, MIN_IMAGES, choose, with_defects
+from reconad.score_choice import CANDIDATES, MIN_IMAGES, STRENGTHS, choose, with_defects
 from reconad.scoring import map_image_scores
 
 
@@ -41,14 +41,33 @@ def test_choose_keeps_the_candidate_that_separates_and_native_on_ties(digits):
         flat = np.zeros(len(images))
         return {"native": flat, "map_max": flat.copy(), "map_topk": diff}
 
-    name, aurocs = choose(score_all, digits[:20], seed=0)
+    name, aurocs, strength = choose(score_all, digits[:20], seed=0)
     assert name == "map_topk" and aurocs["map_topk"] == 1.0 and aurocs["native"] == 0.5
+    assert strength == 1.0  # one candidate passes, the others do not: no fainter probe needed
 
     def same(images):
         v = images.reshape(len(images), -1).mean(1)
         return {k: v for k in CANDIDATES}
 
     assert choose(same, digits[:20], seed=0)[0] == "native"
+
+
+def test_a_saturated_probe_is_repeated_with_fainter_defects(digits):
+    seen = []
+
+    def score_all(images):  # every candidate sees every defect, however faint
+        diff = np.abs(images.astype(float) - digits[: len(images)]).mean((1, 2, 3))
+        seen.append(float(diff.mean()))
+        return {k: diff + i for i, k in enumerate(CANDIDATES)}
+
+    choice = choose(score_all, digits[:20], seed=0)
+    assert choice.strength == STRENGTHS[-1] and choice.name == "native"
+    assert set(choice.aurocs.values()) == {1.0}
+    # clean, then one probe per strength, each fainter than the one before
+    assert len(seen) == 1 + len(STRENGTHS) and seen[1] > seen[2] > seen[3] > seen[4] > 0
+    faint = with_defects(digits[:5], seed=0, strength=0.5).astype(float) - digits[:5]
+    full = with_defects(digits[:5], seed=0).astype(float) - digits[:5]
+    np.testing.assert_allclose(faint, full / 2, atol=1.0)  # same defects, half the opacity
 
 
 def test_choose_refuses_too_few_images(digits):
@@ -69,6 +88,7 @@ def test_auto_chooses_on_held_out_normals_and_survives_save_load(digits, tmp_pat
     cfg = json.loads((tmp_path / "m" / "config.json").read_text())
     assert cfg["scoring"]["image_score"] == det.image_score_
     assert cfg["scoring"]["image_score_option"] == "auto"
+    assert cfg["scoring"]["image_score_defect_strength"] == det.image_score_strength_
     assert "image score" in (tmp_path / "m" / "MODEL_CARD.md").read_text()
     back = Detector.load(tmp_path / "m")
     assert back.image_score_ == det.image_score_
@@ -87,7 +107,8 @@ def test_map_max_scores_are_the_maps_maximum_after_the_mean_filter(digits):
 
 def test_image_score_choice_leaves_the_detector_unchanged(digits):
     det = Detector("pca", progress=False).fit(digits)
-    name, aurocs = det.image_score_choice(digits[:30])
+    name, aurocs, strength = det.image_score_choice(digits[:30])
+    assert strength in STRENGTHS
     assert name in CANDIDATES and set(aurocs) == set(CANDIDATES)
     assert det.image_score_ == "native" and det.image_score_auroc_ == {}
 

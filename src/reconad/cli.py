@@ -384,7 +384,7 @@ def fit(
             told = ", ".join(f"{k} {100 * v:.1f}" for k, v in det.image_score_auroc_.items())
             console.print(
                 f"image score: {det.image_score_} (AUROC, held-out normals vs the same with "
-                f"synthetic defects: {told})"
+                f"synthetic defects at strength {det.image_score_strength_:g}: {told})"
             )
 
 

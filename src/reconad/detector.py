@@ -35,7 +35,7 @@ from reconad.inputs import (
     to_imageset,
 )
 from reconad.methods.base import Method, ScoreOutput, cat_outputs, get_method
-from reconad.score_choice import CANDIDATES, IMAGE_SCORES, MIN_IMAGES
+from reconad.score_choice import CANDIDATES, IMAGE_SCORES, MIN_IMAGES, Choice
 from reconad.score_choice import choose as choose_image_score
 from reconad.scoring import ScoreFusion, compute_views, make_fusion, map_image_scores
 from reconad.scoring import check_options as check_scoring
@@ -305,6 +305,7 @@ class Detector:
         choose (no maps, a fused score) or too few held-out images to choose by."""
         self.image_score_ = "native" if self.image_score == "auto" else self.image_score
         self.image_score_auroc_: dict[str, float] = {}
+        self.image_score_strength_: float | None = None
         if self.image_score != "auto" or fused or not type(self.method_).produces_maps:
             return
         n = 0 if val_images is None else len(val_images)
@@ -316,12 +317,13 @@ class Detector:
                 stacklevel=3,
             )
             return
-        self.image_score_, self.image_score_auroc_ = self._image_score_choice(val_images)
+        choice = self._image_score_choice(val_images)
+        self.image_score_, self.image_score_auroc_, self.image_score_strength_ = choice
 
-    def image_score_choice(self, validation: ImageInput) -> tuple[str, dict[str, float]]:
+    def image_score_choice(self, validation: ImageInput) -> Choice:
         """What ``image_score='auto'`` would choose on ``validation`` (held-out normal
-        images), and each candidate's AUROC against the same images with synthetic defects;
-        the detector itself is left unchanged.
+        images), each candidate's AUROC against the same images with synthetic defects, and
+        the defects' strength (``reconad.score_choice``); the detector is left unchanged.
 
         Raises:
             ValueError: for a method without maps, or too few images to choose by.
@@ -331,7 +333,7 @@ class Detector:
             raise ValueError(f"{self.method} produces no maps: its only image score is native")
         return self._image_score_choice(self._prepare(self._as_set(validation)))
 
-    def _image_score_choice(self, images: np.ndarray) -> tuple[str, dict[str, float]]:
+    def _image_score_choice(self, images: np.ndarray) -> Choice:
         return choose_image_score(self.image_scores, images, self.seed)
 
     def image_scores(self, images: np.ndarray) -> dict[str, np.ndarray]:
@@ -642,6 +644,7 @@ class Detector:
                 "image_score_option": self.image_score,
                 "image_score": getattr(self, "image_score_", "native"),
                 "image_score_auroc": getattr(self, "image_score_auroc_", {}),
+                "image_score_defect_strength": getattr(self, "image_score_strength_", None),
             },
             "training": {
                 "seed": self.seed,
@@ -735,6 +738,7 @@ class Detector:
         if det.image_score_ not in CANDIDATES:
             raise ValueError(f"unknown image score {det.image_score_!r} (not in {CANDIDATES})")
         det.image_score_auroc_ = sc.get("image_score_auroc", {})
+        det.image_score_strength_ = sc.get("image_score_defect_strength")
         det.config_ = cfg
         return det
 

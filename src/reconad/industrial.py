@@ -42,7 +42,7 @@ from reconad.data.protocol import holdout_split
 from reconad.detector import Detector, resize_maps, versions
 from reconad.inputs import round_up
 from reconad.metrics import image_metrics, pixel_metrics
-from reconad.score_choice import MIN_IMAGES
+from reconad.score_choice import MIN_IMAGES, Choice
 from reconad.serialize import write_json
 
 #: named industrial data sets: folder under the data root, and the channels they are read as
@@ -197,22 +197,22 @@ def _pixel_threshold(det: Detector, val: ImageSet, target_fpr: float) -> float |
     return threshold_at_fpr(np.concatenate([m.ravel() for m in vm]).astype(np.float64), target_fpr)
 
 
-def _image_score_choice(det: Detector, val: ImageSet) -> tuple[str, dict[str, float]] | None:
+def _image_score_choice(det: Detector, val: ImageSet) -> Choice | None:
     """The image score a map method would use with ``image_score='auto'``: chosen on the
     held-out normals and synthetic defects (``reconad.score_choice``), never on the test
     set; None where there is no choice (no maps, a fused score, too few held-out images)."""
     if det.image_score == "auto" and det.image_score_auroc_:
-        return det.image_score_, det.image_score_auroc_
+        return Choice(det.image_score_, det.image_score_auroc_, det.image_score_strength_)
     if not type(det.method_).produces_maps or det.scoring_ is not None or len(val) < MIN_IMAGES:
         return None
     return det.image_score_choice(val)
 
 
-def image_score_entries(det: Detector, res: dict[str, Any], choice) -> dict[str, Any]:
+def image_score_entries(det: Detector, res: dict[str, Any], choice: Choice) -> dict[str, Any]:
     """The record's entries for the leakage-free image-score choice: what was chosen, each
     candidate's AUROC on held-out normals vs synthetic defects, and the chosen score's
     test AUROC (``auroc_chosen``), read off the scores already computed."""
-    chosen, aurocs = choice
+    chosen, aurocs, strength = choice
     if chosen == det.image_score_:
         test_auroc = res["auroc"]
     else:
@@ -221,6 +221,7 @@ def image_score_entries(det: Detector, res: dict[str, Any], choice) -> dict[str,
         "image_score_choice": {
             "chosen": chosen,
             "synthetic_auroc": {k: _pct(v) for k, v in aurocs.items()},
+            "defect_strength": strength,
         },
         "auroc_chosen": test_auroc,
     }
