@@ -42,8 +42,10 @@ def table(folder: Path) -> str:
         loaded.append((d.name, size, rows))
     if not loaded:
         raise SystemExit(f"no benchmark seed*.json under {folder}")
+    for _, _, rows in loaded:
         types += [k[6:-1] for k in rows if k.startswith("auroc[") and k[6:-1] not in types]
-    head = ["method", "input", "seeds", "image AUROC", "pixel AUROC", "AUPRO (0.3)"]
+    head = ["method", "input", "seeds", "image AUROC", "chosen score", "pixel AUROC"]
+    head += ["AUPRO (0.3)"]
     head += [f"{t}" for t in types] + ["fit s", "score s", "peak RSS GB"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, size, rows in loaded:
@@ -51,7 +53,7 @@ def table(folder: Path) -> str:
         rss = rows.get("peak_rss_mb")
         rss_cell = "-" if rss is None or rss["mean"] is None else f"{rss['mean'] / 1024:.1f}"
         cells = [name, f"{size}x{size}" if size else "-", str(n)]
-        cells += [_cell(rows, k) for k in ("auroc", "pixel_auroc", "aupro")]
+        cells += [_cell(rows, k) for k in ("auroc", "auroc_chosen", "pixel_auroc", "aupro")]
         cells += [_cell(rows, f"auroc[{t}]") for t in types]
         cells += [_cell(rows, "fit_seconds", 0), _cell(rows, "score_seconds"), rss_cell]
         lines.append("| " + " | ".join(cells) + " |")
