@@ -103,10 +103,10 @@ def test_predict_prints_score_and_verdict_and_writes_heatmaps(pca_model, png_fol
     lines = [ln.split() for ln in r.output.splitlines() if ln.strip()]
     assert len(lines) == 4
     threshold = json.loads((pca_model / "config.json").read_text())["calibration"]["threshold"]
-    for score, verdict, _ in lines:
+    for score, _p, verdict, _ in lines:
         assert verdict == ("anomalous" if float(score) > threshold else "normal")
     by_kind = {
-        kind: [float(s) for s, _, f in lines if f"/{kind}_" in f]
+        kind: [float(s) for s, _p, _, f in lines if f"/{kind}_" in f]
         for kind in ("normal", "anomalous")
     }
     assert min(by_kind["anomalous"]) > max(by_kind["normal"])

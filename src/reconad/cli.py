@@ -451,13 +451,39 @@ def predict(
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+    alpha: Annotated[
+        float | None,
+        typer.Option(
+            help="Flag images whose conformal p-value is at most ALPHA instead of using the "
+            "threshold: on good parts like the held-out ones, at most ALPHA of them are "
+            "flagged (a finite-sample guarantee)."
+        ),
+    ] = None,
+    fdr: Annotated[
+        float | None,
+        typer.Option(
+            help="Batch inspection: flag by Benjamini-Hochberg on the p-values of all the "
+            "given images, so that the expected share of good parts among the flagged ones "
+            "is at most FDR."
+        ),
+    ] = None,
+    csv_out: Annotated[
+        Path | None,
+        typer.Option("--csv", help="Also write path, score, p_value, verdict to this CSV."),
+    ] = None,
 ) -> None:
-    """Score images: one line each with score, verdict (anomalous/normal) and file."""
+    """Score images: one line each with score, conformal p-value, verdict and file.
+
+    The p-value is the share (with one added) of the held-out normal images, kept with the
+    model, that scored at least as high. By default the verdict uses the calibrated
+    threshold; --alpha or --fdr decide by p-values instead.
+    """
+    from reconad.conformal import benjamini_hochberg
     from reconad.data.folders import image_files
     from reconad.data.imageset import DataError
-    from reconad.inputs import to_imageset
 
     det = _load(model)
+    decide = _check_decision(det, threshold, alpha, fdr, csv_out)
     files: list[Path] = []
     try:
         for p in images:  # a folder is read by fit's rule: image files only, no hidden ones
@@ -465,26 +491,107 @@ def predict(
     except DataError as e:
         _fail(str(e))
     stems = _heatmap_stems(files) if heatmaps else []
-    t = det.threshold_ if threshold is None else threshold
-    for lo in range(0, len(files), PREDICT_CHUNK):  # streamed: memory flat in len(files)
+    flags = None
+    if fdr is not None:  # BH needs every p-value first: one scoring pass without maps
+        all_p = _p_or_none(det, np.concatenate([ex["scores"] for _, ex in _chunks(det, files)]))
+        flags = benjamini_hochberg(all_p, fdr)
+    rows = []
+    for lo, ex in _chunks(det, files, heatmaps is not None):
         chunk = files[lo : lo + PREDICT_CHUNK]
-        try:
-            ts = to_imageset([str(f) for f in chunk], size=det.read_size_)
-            ex = det.explain(ts, n=len(ts) if heatmaps else 0, maps=heatmaps is not None)
-        except DataError as e:
-            _fail(str(e))
+        p_chunk = _p_or_none(det, ex["scores"])
         for i, (f, s) in enumerate(zip(chunk, ex["scores"], strict=True)):
-            verdict = "anomalous" if np.isfinite(t) and s > t else "normal"
-            if not np.isfinite(t):
-                verdict = "unknown (no threshold)"
+            p = None if p_chunk is None else float(p_chunk[i])
+            verdict = decide(s, p) if flags is None else _word(bool(flags[lo + i]))
             if as_json:
-                print(json.dumps({"file": str(f), "score": float(s), "verdict": verdict}))
+                print(
+                    json.dumps(
+                        {"file": str(f), "score": float(s), "p_value": p, "verdict": verdict}
+                    )
+                )
             else:
                 name = str(f).replace("\n", "\\n").replace("\r", "\\r")  # one line each
-                typer.echo(f"{s:12.6g}  {verdict:9s}  {name}")
+                shown = "-" if p is None else f"{p:.4g}"
+                typer.echo(f"{s:12.6g}  {shown:>8s}  {verdict:9s}  {name}")
+            if csv_out is not None:
+                rows.append((str(f), float(s), p, verdict))
             if heatmaps:
                 _write_heatmap(heatmaps, f, i, ex, stems[lo + i])
         sys.stdout.flush()
+    if csv_out is not None:
+        _write_csv(csv_out, rows)
+
+
+def _chunks(det, files: list[Path], maps: bool = False):
+    """``(start, explain output)`` for consecutive chunks of files: memory flat in len(files)."""
+    from reconad.data.imageset import DataError
+    from reconad.inputs import to_imageset
+
+    for lo in range(0, len(files), PREDICT_CHUNK):
+        chunk = files[lo : lo + PREDICT_CHUNK]
+        try:
+            ts = to_imageset([str(f) for f in chunk], size=det.read_size_)
+            yield lo, det.explain(ts, n=len(ts) if maps else 0, maps=maps)
+        except DataError as e:
+            _fail(str(e))
+
+
+def _p_or_none(det, scores: np.ndarray) -> np.ndarray | None:
+    return det.p_values_of(scores) if len(det.val_scores_) else None
+
+
+def _word(flag: bool) -> str:
+    return "anomalous" if flag else "normal"
+
+
+def _check_decision(det, threshold, alpha, fdr, csv_out):
+    """The verdict rule ``(score, p) -> word`` from the options, or one clear error."""
+    if sum(v is not None for v in (threshold, alpha, fdr)) > 1:
+        _fail("choose one of --threshold, --alpha and --fdr")
+    for name, v in (("--alpha", alpha), ("--fdr", fdr)):
+        if v is not None and not 0 < v < 1:
+            _fail(f"{name} {v}: must lie in (0, 1)")
+        if v is not None and not len(det.val_scores_):
+            _fail(
+                f"{name} needs the held-out normal scores, which this model does not keep "
+                "(fitted with --val-fraction 0, or by a reconad before 2026-12-07): fit again"
+            )
+    exists = csv_out is not None and (csv_out.exists() or csv_out.is_symlink())
+    if exists and (csv_out.is_symlink() or not csv_out.is_file() or not _is_our_csv(csv_out)):
+        # a CSV this command wrote before may be replaced; anything else is the user's
+        _fail(
+            f"--csv {csv_out} exists and is not a CSV reconad predict wrote; refusing to "
+            "replace it (choose another path)"
+        )
+    if alpha is not None:
+        return lambda s, p: _word(p <= alpha)
+    t = det.threshold_ if threshold is None else threshold
+    if not np.isfinite(t):
+        return lambda s, p: "unknown (no threshold)"
+    return lambda s, p: _word(s > t)
+
+
+CSV_HEADER = "path,score,p_value,verdict"
+
+
+def _is_our_csv(path: Path) -> bool:
+    try:
+        with open(path) as f:
+            return f.readline().strip() == CSV_HEADER
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def _write_csv(path: Path, rows: list[tuple]) -> None:
+    import csv
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.partial")
+    with open(tmp, "w", newline="") as f:
+        f.write(CSV_HEADER + "\n")
+        w = csv.writer(f)
+        for name, s, p, verdict in rows:
+            w.writerow([name, repr(s), "" if p is None else repr(p), verdict])
+    tmp.replace(path)
 
 
 def _heatmap_stems(files: list[Path]) -> list[str]:

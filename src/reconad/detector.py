@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 import reconad
-from reconad import tiling
+from reconad import conformal, tiling
 from reconad.calibration import threshold_at_fpr
 from reconad.data.imageset import DataError, ImageSet
 from reconad.data.protocol import holdout_split
@@ -540,6 +540,26 @@ class Detector:
             )
         return (self.score_samples(X) > t).astype(np.int64)
 
+    def p_values(self, X: ImageInput) -> np.ndarray:
+        """Conformal p-values, ``(N,)``: the share (with one added) of held-out normal
+        scores at least as high as each image's (``reconad.conformal``). Flagging
+        ``p <= alpha`` keeps the false-alarm rate on normal images at most alpha.
+
+        Raises:
+            NotFittedError: if fit held out no normal images (or the model predates them).
+        """
+        return self.p_values_of(self.score_samples(X))
+
+    def p_values_of(self, scores: np.ndarray) -> np.ndarray:
+        """Conformal p-values of scores already computed by this detector."""
+        self._check_fitted()
+        if not len(getattr(self, "val_scores_", ())):
+            raise NotFittedError(
+                "no held-out normal scores to calibrate p-values: fit with val_fraction > 0 "
+                "(a model saved before reconad kept them needs fitting again)"
+            )
+        return conformal.p_values(self.val_scores_, scores)
+
     def score_variant(
         self,
         X: ImageInput,
@@ -633,6 +653,8 @@ class Detector:
                 if len(self.val_scores_)
                 else None,
                 "val_score_std": float(np.std(self.val_scores_)) if len(self.val_scores_) else None,
+                # every held-out score: what conformal p-values are computed against
+                "scores": [float(v) for v in self.val_scores_],
             },
             "scoring": {
                 "score": self.score,
@@ -726,7 +748,9 @@ class Detector:
         det.patch = det.patch_ = inp.get("patch")
         det.working_size_ = tuple(inp["working_size"]) if det.patch_ else None
         det.threshold_ = float("nan") if calib["threshold"] is None else float(calib["threshold"])
-        det.val_scores_ = np.array([])
+        det.val_scores_ = np.asarray(calib.get("scores") or [], dtype=np.float64)
+        if not np.isfinite(det.val_scores_).all():
+            raise ValueError("calibration scores hold NaN or infinite values")
         det.history_ = cfg["training"].get("history", [])
         sc = cfg.get("scoring") or {}
         det.score = sc.get("score", "native")
