@@ -491,12 +491,15 @@ def predict(
     except DataError as e:
         _fail(str(e))
     stems = _heatmap_stems(files) if heatmaps else []
-    flags = None
+    flags, passes = None, _chunks(det, files, heatmaps is not None)
     if fdr is not None:  # BH needs every p-value first: one scoring pass without maps
-        all_p = _p_or_none(det, np.concatenate([ex["scores"] for _, ex in _chunks(det, files)]))
+        first = list(_chunks(det, files))  # scores only: small
+        all_p = _p_or_none(det, np.concatenate([ex["scores"] for _, ex in first]))
         flags = benjamini_hochberg(all_p, fdr)
+        if heatmaps is None:
+            passes = first  # nothing more to draw: the lines come from the scores in hand
     rows = []
-    for lo, ex in _chunks(det, files, heatmaps is not None):
+    for lo, ex in passes:
         chunk = files[lo : lo + PREDICT_CHUNK]
         p_chunk = _p_or_none(det, ex["scores"])
         for i, (f, s) in enumerate(zip(chunk, ex["scores"], strict=True)):
@@ -584,14 +587,16 @@ def _is_our_csv(path: Path) -> bool:
 def _write_csv(path: Path, rows: list[tuple]) -> None:
     import csv
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
-    with open(tmp, "w", newline="") as f:
-        f.write(CSV_HEADER + "\n")
-        w = csv.writer(f)
-        for name, s, p, verdict in rows:
-            w.writerow([name, repr(s), "" if p is None else repr(p), verdict])
-    tmp.replace(path)
+    from reconad.serialize import atomic_write
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as f:
+            f.write(CSV_HEADER + "\n")
+            w = csv.writer(f)
+            for name, s, p, verdict in rows:
+                w.writerow([name, repr(s), "" if p is None else repr(p), verdict])
+
+    atomic_write(path, write)
 
 
 def _heatmap_stems(files: list[Path]) -> list[str]:

@@ -235,8 +235,8 @@ class Detector:
         p = self.patch
         if not isinstance(p, int) or isinstance(p, bool) or p < 1:
             raise ValueError(f"patch={p!r}: a tile side in pixels (an int >= 1)")
-        if round_up(p, cls.size_multiple, cls.min_size) != p:
-            ok = round_up(p, cls.size_multiple, cls.min_size)
+        ok = round_up(p, cls.size_multiple, cls.min_size)
+        if ok != p:
             raise ValueError(
                 f"patch={p}: {self.method} needs a multiple of {cls.size_multiple} of at least "
                 f"{cls.min_size} (e.g. {ok})"

@@ -296,16 +296,12 @@ def run_industrial(
     # resolved (preset defaults included), as the one-class protocol does, so a changed
     # default is caught and an explicit --set equal to the default is not refused.
     wanted = resolved_settings(method, settings["preset"], hparams, epochs_scale)
-    protocol = [k for k in settings if k not in ("preset", "hparams", "epochs_scale", "method")]
+    method_keys = ("preset", "hparams", "epochs_scale", "method")  # compared as resolved
     for rec in records:
         stored = rec.get("settings") or {}
         # keys only some runs have (normalize, image_score, patch) count when either has them
-        extra = [
-            k
-            for k in stored
-            if k not in settings and k not in ("preset", "hparams", "epochs_scale", "method")
-        ]
-        bad = [k for k in protocol + extra if stored.get(k) != settings.get(k)]
+        keys = [*settings, *(k for k in stored if k not in settings)]
+        bad = [k for k in keys if k not in method_keys and stored.get(k) != settings.get(k)]
         bad += settings_mismatch({**rec, "epochs_scale": stored.get("epochs_scale")}, wanted)
         if bad:
             raise ValueError(
