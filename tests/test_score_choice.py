@@ -7,20 +7,16 @@ import json
 import numpy as np
 import pytest
 import torch
-from sklearn.datasets import load_digits
 
 from reconad import Detector
 from reconad.score_choice import CANDIDATES, MIN_IMAGES, STRENGTHS, choose, with_defects
 from reconad.scoring import map_image_scores
+from tests.conftest import digit_zeros
 
 
 @pytest.fixture(scope="module")
 def digits() -> np.ndarray:
-    """scikit-learn's bundled 8x8 digits (every machine has them) as uint8, 32x32, digit 0."""
-    d = load_digits()
-    x = torch.from_numpy(d.images[d.target == 0]).float()[:, None] / 16.0
-    x = torch.nn.functional.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False)
-    return (x.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    return digit_zeros(32)
 
 
 def test_with_defects_changes_every_image_and_is_seeded(digits):

@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 import torch
-from sklearn.datasets import load_digits
 
 from reconad import Detector
 from reconad.tiling import cut, grid, origins, per_image_max, stitch
+from tests.conftest import digit_zeros
 
 
 def test_origins_cover_the_side_and_end_at_its_edge():
@@ -50,11 +50,7 @@ def test_per_image_max():
 
 @pytest.fixture(scope="module")
 def digits() -> np.ndarray:
-    """scikit-learn's bundled 8x8 zeros upsampled to 48x48 uint8 (every machine has them)."""
-    d = load_digits()
-    x = torch.from_numpy(d.images[d.target == 0]).float()[:, None] / 16.0
-    x = torch.nn.functional.interpolate(x, size=(48, 48), mode="bilinear", align_corners=False)
-    return (x.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    return digit_zeros(48)
 
 
 def test_a_detector_on_tiles_scores_whole_images_and_finds_a_pasted_defect(digits, tmp_path):
