@@ -3,20 +3,26 @@
 A method registered tomorrow is covered here the moment it is registered: it builds from
 its default config and every preset, trains one step (or fits in closed form), scores with
 the right shapes, survives a safetensors round trip bit for bit, and scores in eval mode
-deterministically.
+deterministically, and exports to ONNX with the detector's numbers (or refuses, saying why).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from reconad.calibration import threshold_at_fpr
+from reconad.conformal import p_values
+from reconad.detector import Detector
+from reconad.export import NOISE_FACTOR, TOLERANCE, ExportedModel, ExportError, export_onnx
 from reconad.inputs import round_up
 from reconad.methods import Method, ScoreOutput, get_method, list_methods
+from tests.conftest import digit_zeros
 
 METHODS = list_methods()
 
@@ -127,3 +133,111 @@ def test_assign_state_rejects_unknown_and_missing_keys():
     state.pop(next(iter(state)))
     with pytest.raises(KeyError, match="lacks parameters"):
         m.assign_state(state)
+
+
+def _train_steps(m: Method, x: torch.Tensor, steps: int = 3, lr: float = 3e-3) -> None:
+    """A few real Adam steps per stage (or the closed-form fit): enough to leave the initial
+    state, whose near-constant outputs (UTAD's impression) amplify float32 noise."""
+    m.fit_closed_form(x)
+    for stage in m.stages():
+        m.on_stage_start(stage.name, [x])
+        opts = {g: torch.optim.Adam(grp.parameters(), lr=lr) for g, grp in stage.groups.items()}
+        for _ in range(steps):
+            m.train()
+            out = m.training_step(x, stage.name)
+            losses = out if isinstance(out, dict) else {next(iter(stage.groups)): out}
+            grads = {
+                g: torch.autograd.grad(
+                    loss, stage.groups[g].parameters(), retain_graph=True, allow_unused=True
+                )
+                for g, loss in losses.items()
+            }
+            for g, gs in grads.items():
+                for p, grad in zip(stage.groups[g].parameters(), gs, strict=True):
+                    p.grad = grad
+                opts[g].step()
+    m.eval()
+
+
+def _digits(side: int) -> tuple[np.ndarray, np.ndarray]:
+    """Real images every machine has (scikit-learn's digits) at ``side`` x ``side``: 16
+    zeros to train and calibrate on, and a test batch of 4 other zeros and 4 other digits."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    others = torch.from_numpy(d.images[d.target != 0][:4]).float()[:, None] / 16.0
+    others = torch.nn.functional.interpolate(others, size=(side, side), mode="bilinear")
+    others = (others.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    zeros = digit_zeros(side)
+    return zeros[:16], np.concatenate([zeros[16:20], others])
+
+
+def _trained_detector(name: str) -> tuple[Detector, np.ndarray]:
+    """A fitted Detector around a briefly trained method (8 images), calibrated on 8
+    held-out zeros, as ``Detector.fit`` leaves it; and 8 test images."""
+    cls = get_method(name)
+    train, test = _digits(_size(cls)[0])
+    torch.manual_seed(0)
+    m = cls(cls.make_config(), 1, _size(cls))
+    _train_steps(m, torch.from_numpy(train[:8]).float() / 255)
+    held_out = train[8:]
+    m.calibrate(torch.from_numpy(held_out).float() / 255)
+    det = Detector(name, progress=False)
+    det.method_, det.input_shape_ = m, (1, *_size(cls))
+    det.normalize, det.patch_, det.scoring_, det.image_score_ = "none", None, None, "native"
+    det.val_scores_ = det.score_samples(held_out).astype(np.float64)
+    det.threshold_ = threshold_at_fpr(det.val_scores_)
+    return det, test
+
+
+def check_parity(det: Detector, got: dict[str, np.ndarray], test: np.ndarray) -> np.ndarray:
+    """Assert that an exported model's outputs ``got`` on ``test`` are the detector's
+    (``score_samples``, ``anomaly_maps``) to 1e-4, or, where the detector's own float32
+    result moves more than that when each image is scored alone, to NOISE_FACTOR times
+    that movement. Returns the detector's scores."""
+    scores = det.score_samples(test)
+    outputs = {"score": (got["score"], scores, "scores")}
+    if det.method_.produces_maps:
+        outputs["map"] = (got["map"], det.anomaly_maps(test), "maps")
+    else:
+        assert set(got) == {"score"}
+    alone = None
+    for key, (onnx_out, native, field) in outputs.items():
+        assert onnx_out.shape == native.shape, key
+        diff = float(np.max(np.abs(onnx_out - native)))
+        if diff <= TOLERANCE:
+            continue
+        if alone is None:  # only then: scoring image by image is slow for some methods
+            alone = [det.explain(test[i : i + 1], n=0) for i in range(len(test))]
+        noise = float(np.max(np.abs(np.concatenate([a[field] for a in alone]) - native)))
+        # the noise allowance stays small beside the output's own size (no silent pass)
+        assert noise <= 1e-3 * max(1.0, float(np.max(np.abs(native)))), (key, noise)
+        assert diff <= NOISE_FACTOR * noise, (key, diff, noise)
+    return scores
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_exports_to_onnx_with_the_detectors_numbers(name, tmp_path):
+    """onnxruntime on the exported file gives the detector's scores and maps on real images,
+    to 1e-4, or to a few times the detector's own float32 batch noise where that is larger
+    (SSIM maps of a barely trained network); a method that cannot export must say why."""
+    det, test = _trained_detector(name)
+    out = tmp_path / "model.onnx"
+    reason = get_method(name).export_refusal
+    if reason:
+        with pytest.raises(ExportError, match=re.escape(reason)):
+            export_onnx(det, out)
+        assert not out.exists()
+        return
+    export_onnx(det, out, check_images=test[:3])
+    exported = ExportedModel(out)
+    got = exported.run(test)
+    scores = check_parity(det, got, test)
+    info = exported.info
+    assert info["method"] == name and info["provenance"] == get_method(name).provenance
+    assert info["input"]["dtype"] == "uint8"
+    assert info["input"]["shape"] == ["batch", 1, *_size(type(det.method_))]
+    assert info["calibration"]["threshold"] == det.threshold_
+    np.testing.assert_array_equal(
+        p_values(info["calibration"]["scores"], scores), det.p_values_of(scores)
+    )

@@ -131,6 +131,8 @@ def run_one_class(
     accelerator: str = "cpu",
     also_score: list[str] | tuple[str, ...] = (),
     save_to: str | Path | None = None,
+    logger: str | tuple[str, ...] | None = None,
+    log_to: str | Path | None = None,
 ) -> dict[str, Any]:
     """Fit on one normal class, score the whole test split, return the result record.
 
@@ -140,7 +142,8 @@ def run_one_class(
     :func:`reconad.scoring.parse_variant`) fitted on the same held-out normals and reported
     as components named ``+VARIANT``, from the same trained network. ``save_to``: a folder
     to keep the fitted detector in (loadable with ``Detector.load``), for later analyses
-    without retraining.
+    without retraining. ``logger`` (csv, tensorboard) logs the fit's steps (see
+    :mod:`reconad.runlog`): into ``save_to/logs``, else into ``log_to``.
     """
     split = one_class_split(train, test, normal, val_fraction=val_fraction, seed=seed)
     det = Detector(
@@ -152,13 +155,16 @@ def run_one_class(
         val_fraction=val_fraction,
         accelerator=accelerator,
         hparams=hparams,
+        logger=logger,
         **(scoring or {}),
     )
     t0 = time.perf_counter()
     det.fit(split.train, validation=split.val)
     t_fit = time.perf_counter() - t0
     if save_to is not None:
-        det.save(save_to)
+        det.save(save_to)  # the run log, if any, goes with it
+    elif log_to is not None:
+        det.save_run_log(log_to)
     t0 = time.perf_counter()
     scored = det.explain(split.test, n=0, maps=False)  # scores and components, one pass
     scores = scored["scores"]
@@ -229,10 +235,14 @@ def run_protocol(
     accelerator: str = "cpu",
     also_score: list[str] | tuple[str, ...] = (),
     save_models: str | Path | None = None,
+    logger: str | tuple[str, ...] | None = None,
 ) -> list[dict[str, Any]]:
     """Run (or resume) the one-class protocol; returns every (class, seed) record.
 
     ``save_models``: a folder to keep each fitted detector in, as ``class{C}_seed{S}/``.
+    ``logger``: log each fit's steps (csv, tensorboard) into its saved model's ``logs/``,
+    or, without ``save_models``, into ``out_dir/logs/class{C}_seed{S}/``. Logging changes
+    no result, so it is not a setting a resumed folder must match.
 
     Raises:
         ValueError: ``out_dir`` holds runs made with other settings (preset,
@@ -291,6 +301,8 @@ def run_protocol(
                 accelerator=accelerator,
                 also_score=also_score,
                 save_to=Path(save_models) / path.stem if save_models else None,
+                logger=logger,
+                log_to=out_dir / "logs" / path.stem if logger and not save_models else None,
             )
             write_json(path, rec)
             log(

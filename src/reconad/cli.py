@@ -6,6 +6,7 @@ reconad fit --data DIR --out runs/x   train on a folder of normal images
 reconad test --model runs/x --data DIR    evaluate on an MVTec-style test tree
 reconad predict --model runs/x IMG...     score, verdict and heat maps per image
 reconad benchmark --dataset fmnist --method ae --classes 0-9
+reconad export --model runs/x --out x.onnx      one ONNX graph with reconad's numbers
 """
 
 from __future__ import annotations
@@ -122,6 +123,27 @@ AugmentOpt = Annotated[
         "such as Magnetic-Tile; not a transistor)."
     ),
 ]
+
+
+LoggerOpt = Annotated[
+    str,
+    typer.Option(
+        help="Log every optimiser step's losses and learning rates (per stage and optimiser) "
+        "into the model folder's logs/: csv (logs/metrics.csv, drawn by the report), "
+        'tensorboard (logs/tensorboard/; needs pip install "reconad[tensorboard]") or '
+        "csv,tensorboard. A resumed run continues its log. Default: no log."
+    ),
+]
+
+
+def _check_logger(logger: str) -> tuple[str, ...]:
+    """The ``--logger`` names, or one clear line (before any data is read)."""
+    from reconad.runlog import parse_loggers
+
+    try:
+        return parse_loggers(logger)
+    except (ValueError, ImportError) as e:
+        _fail(f"--{e}")
 
 
 def _scoring(method: str, score: str, difficulty: str, mode: str) -> dict[str, str]:
@@ -322,11 +344,14 @@ def fit(
     image_score: ImageScoreOpt = "auto",
     patch: PatchOpt = None,
     augment: AugmentOpt = "",
+    logger: LoggerOpt = "",
     progress: ProgressOpt = True,
 ) -> None:
     """Train a detector on normal images and save it (config.json + weights.safetensors).
 
-    An interrupted run resumes from its last epoch when started again with the same OUT.
+    An interrupted run resumes from its last epoch when started again with the same OUT
+    (and continues its --logger log). --logger csv records every optimiser step's losses
+    and learning rates in OUT/logs/metrics.csv, beside the model.
     """
     from reconad.data.imageset import DataError
     from reconad.detector import Detector
@@ -334,6 +359,7 @@ def fit(
 
     scoring = _scoring(method, score, difficulty, difficulty_mode)
     n_devices = _check_run_options(accelerator, devices, val_fraction, target_fpr, epochs)
+    loggers = _check_logger(logger)
     out = _check_out(out, data)
     hp = _parse_set(set_)
     if epochs is not None:
@@ -360,6 +386,7 @@ def fit(
             image_score=image_score,
             patch=patch,
             augment=augment,
+            logger=loggers,
             **scoring,
         )
         try:
@@ -380,12 +407,24 @@ def fit(
             f"{det.threshold_:.4g} ({100 * target_fpr:.0f}% FPR on {len(det.val_scores_)} "
             f"held-out normals); saved {out}"
         )
+        if det.run_log_:
+            console.print(f"run log ({', '.join(loggers)}): {out / 'logs'}", markup=False)
         if det.image_score_auroc_:
             told = ", ".join(f"{k} {100 * v:.1f}" for k, v in det.image_score_auroc_.items())
             console.print(
                 f"image score: {det.image_score_} (AUROC, held-out normals vs the same with "
                 f"synthetic defects at strength {det.image_score_strength_:g}: {told})"
             )
+
+
+ReportOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Write one self-contained HTML page here: model card, metrics beside published "
+        "numbers, ROC/PR curves, score histogram, per-type table, a gallery of detections, "
+        "missed defects and false alarms, and training curves."
+    ),
+]
 
 
 @app.command()
@@ -396,6 +435,7 @@ def test(
         typer.Option(help="MVTec-style category: test/<type>/*, ground_truth/<type>/*_mask.png."),
     ],
     out: Annotated[Path | None, typer.Option(help="Write metrics.json and roc.png here.")] = None,
+    report: ReportOpt = None,
 ) -> None:
     """Evaluate a model on an MVTec-style test tree: image AUROC, pixel AUROC, AUPRO.
 
@@ -407,6 +447,7 @@ def test(
     from reconad.industrial import evaluate_industrial
     from reconad.metrics import MetricError
 
+    _check_report(report)
     det = _load(model)
     try:
         ts = read_mvtec(data, "test", size=det.read_size_)
@@ -431,6 +472,51 @@ def test(
         write_json(out / "metrics.json", res)
         labels = ts.is_anomalous.astype(int)
         save_roc(labels, np.asarray(res["scores"]), out / "roc.png", f"{det.method} on {data.name}")
+    if report:
+        from reconad.reference import industrial_key
+        from reconad.report.html import write_test_report
+
+        cfg = _model_config(model, det)
+        curves, note = _training_curves(model, cfg)
+        key = industrial_key(data.name, str(data.resolve()))
+        write_test_report(report, det, ts, res, cfg, str(data), key, curves, note)
+        console.print(f"wrote {report}")
+
+
+def _check_report(report: Path | None) -> None:
+    """Refuse, before any work, a --report path holding a file reconad did not write."""
+    from reconad.report.html import check_report_path
+    from reconad.serialize import OutputRefused
+
+    if report is not None:
+        try:
+            check_report_path(report)
+        except OutputRefused as e:
+            _fail(str(e))
+
+
+def _model_config(model: Path, det) -> dict[str, Any]:
+    """The model folder's config.json as saved (training versions included), else the
+    loaded detector's."""
+    try:
+        return json.loads((model / "config.json").read_text())
+    except (OSError, ValueError):
+        return det.to_config()
+
+
+def _training_curves(model: Path, cfg: dict[str, Any]):
+    """``(curves, where from)``: the run log when reconad.runlog can read one, else the
+    per-epoch losses every model keeps in its config.json."""
+    from reconad.report.html import history_curves
+
+    try:
+        from reconad.runlog import read_run_log
+    except ImportError:
+        read_run_log = None
+    curves = read_run_log(model) if read_run_log is not None else None
+    if curves:
+        return curves, f"Per optimiser step, from the run log in {model}."
+    return history_curves(cfg), "Mean loss per epoch, from the training history in config.json."
 
 
 #: images decoded, scored and printed at a time by ``predict`` (memory flat in the count)
@@ -731,6 +817,23 @@ def benchmark(
             "native,multiview,multiview+entropy,multiview+entropy-subtract."
         ),
     ] = None,
+    logger: Annotated[
+        str,
+        typer.Option(
+            help="One-class and industrial: log each fit's losses and learning rates per "
+            "optimiser step (csv, tensorboard or csv,tensorboard; see fit --help), in each "
+            "--save-models folder's logs/, else in OUT/logs/classC_seedS (one-class) or "
+            "OUT/logs/seedN (industrial)."
+        ),
+    ] = "",
+    report: Annotated[
+        Path | None,
+        typer.Option(
+            help="Industrial: write one HTML page for the results folder: the summary over "
+            "seeds, then the first seed in detail (curves, per-type table; a gallery when "
+            "--save-models keeps its model). See test --help."
+        ),
+    ] = None,
     progress: ProgressOpt = True,
 ) -> None:
     """One-class protocol: each class in turn is normal; AUROC per class, with the published
@@ -746,6 +849,12 @@ def benchmark(
     Industrial protocol (magnetic-tile, or an MVTec-style category folder): fit on train/good
     minus held-out normals, image AUROC (also per defect type), pixel AUROC and AUPRO at each
     mask's own resolution, wall times and peak memory; one JSON per seed, resumable."""
+    if protocol == "adversarial" and logger:
+        _fail("--logger applies to the one-class and industrial protocols only")
+    if protocol == "adversarial" and report:
+        _fail("--report applies to `reconad test` and the industrial protocol only")
+    _check_report(report)
+    loggers = _check_logger(logger)
     if protocol == "adversarial":
         return _benchmark_adversarial(
             dataset, method, classes, seeds, preset, data_root, out, epochs_scale, progress,
@@ -781,7 +890,11 @@ def benchmark(
             image_score=image_score,
             patch=patch,
             augment=augment,
+            logger=loggers,
+            report=report,
         )
+    if report:
+        _fail("--report applies to `reconad test` and the industrial protocol only")
     if normalize != "none" or image_score != "native" or patch is not None or augment:
         _fail(
             "--normalize, --image-score, --patch and --augment apply to the industrial "
@@ -835,6 +948,7 @@ def benchmark(
             accelerator=accelerator,
             also_score=variants,
             save_models=save_models,
+            logger=loggers,
         )
     except (DataError, ValueError, KeyError) as e:
         _fail(str(e))
@@ -849,9 +963,16 @@ def benchmark(
 
 
 def _benchmark_industrial(
-    dataset: str, method: str, seeds: str, out: Path | None, data_root: Path | None, **kw: Any
+    dataset: str,
+    method: str,
+    seeds: str,
+    out: Path | None,
+    data_root: Path | None,
+    report: Path | None = None,
+    **kw: Any,
 ) -> None:
-    """The industrial branch of `benchmark`: run, summarise, print the table."""
+    """The industrial branch of `benchmark`: run, summarise, print the table (and the
+    HTML page, with ``report``)."""
     from reconad.data.imageset import DataError
     from reconad.data.protocol import parse_classes
     from reconad.industrial import collect_industrial, resolve_category, run_industrial
@@ -882,6 +1003,31 @@ def _benchmark_industrial(
     write_industrial_summary(summary, out)
     console.print(render_industrial_table(summary))
     console.print(f"results in {out}/ (summary.csv, summary.json, one JSON per seed)")
+    if report:
+        _industrial_report(report, out, summary, records, kw.get("save_models"))
+
+
+def _industrial_report(
+    report: Path, out: Path, summary: dict[str, Any], records, models: Path | None
+) -> None:
+    """The benchmark's page: the summary, then the first seed asked for in detail, with its
+    model (gallery, card) when --save-models kept it, and its run log if any."""
+    from reconad.data.folders import read_mvtec
+    from reconad.detector import Detector
+    from reconad.report.html import config_from_record, write_benchmark_report
+
+    if not records:
+        return
+    rec = records[0]
+    model = Path(models) / f"seed{rec['seed']}" if models else None
+    det = Detector.load(model) if model and (model / "config.json").is_file() else None
+    cfg = _model_config(model, det) if det is not None else config_from_record(rec)
+    side = rec["settings"]["size"]  # as the protocol read the test set
+    channels = (rec.get("input") or {}).get("channels")
+    ts = read_mvtec(rec["category_path"], "test", size=(side, side), channels=channels)
+    curves, note = _training_curves(model or out / "logs" / f"seed{rec['seed']}", cfg)
+    write_benchmark_report(report, summary, rec, ts, cfg, det, curves, note)
+    console.print(f"wrote {report}")
 
 
 def _benchmark_adversarial(
@@ -940,6 +1086,58 @@ def _benchmark_adversarial(
     )
     console.print(render_adversarial(rows, title))
     console.print(f"results in {out}/ (summary.json, one JSON per target and seed)")
+
+
+EXPORT_FORMATS = ("onnx",)
+
+
+@app.command("export")
+def export_cmd(
+    model: Annotated[Path, typer.Option(help="Model folder written by `reconad fit`.")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="The .onnx file to write; its .json (same name) is written beside it. Only "
+            "files an earlier export wrote are replaced."
+        ),
+    ],
+    fmt: Annotated[str, typer.Option("--format", help="Export format: onnx.")] = "onnx",
+) -> None:
+    """Export a fitted model as one ONNX graph that gives reconad's own numbers.
+
+    The graph takes uint8 images (N, C, H, W) at the model's input size (0-255, RGB for
+    colour; resize first) and returns `score` (N,) and, for map methods, `map` (N, H, W):
+    intensity normalisation, the division by 255, the method's score and every post-hoc
+    step (multi-view, difficulty, standardisation, the chosen image score) are inside it.
+    OUT.json records the input convention, the threshold, the held-out normal scores for
+    conformal p-values, the method, its provenance and the parity check. Every export is
+    checked: onnxruntime and reconad score the same images and must agree to 1e-4 (or to a
+    few times reconad's own float32 batch noise, where that is larger). What cannot be
+    exported (a --patch model, --difficulty bpp) is refused with the reason. Needs
+    onnx and onnxruntime: pip install "reconad\\[export]".
+    """
+    from reconad.export import ExportError, check_outputs, export_onnx, require_onnx
+    from reconad.serialize import OutputRefused
+
+    if fmt not in EXPORT_FORMATS:
+        _fail(f"--format {fmt!r}: unknown export format; choose from {list(EXPORT_FORMATS)}")
+    try:
+        require_onnx()
+        check_outputs(out)
+    except (ImportError, ValueError) as e:  # ValueError: a bad --out, or one not ours
+        _fail(str(e))
+    det = _load(model)
+    try:
+        info = export_onnx(det, out)
+    except (ExportError, OutputRefused) as e:
+        _fail(str(e))
+    c, h, w = det.input_shape_
+    worst = max(r["max_abs_diff"] for k, r in info["parity"].items() if k != "images")
+    typer.echo(
+        f"wrote {out} and {out.with_suffix('.json')}: {det.method}, input uint8 "
+        f"(N, {c}, {h}, {w}), outputs {', '.join(info['outputs'])}; largest difference "
+        f"from reconad on {info['parity']['images']} check images {worst:.3g}"
+    )
 
 
 def _load(model: Path):

@@ -35,6 +35,7 @@ from reconad.inputs import (
     to_imageset,
 )
 from reconad.methods.base import Method, ScoreOutput, cat_outputs, get_method
+from reconad.runlog import LOG_DIR, log_files, parse_loggers, save_log_files, write_log_files
 from reconad.score_choice import CANDIDATES, IMAGE_SCORES, MIN_IMAGES, Choice
 from reconad.score_choice import choose as choose_image_score
 from reconad.scoring import ScoreFusion, compute_views, make_fusion, map_image_scores
@@ -89,6 +90,11 @@ class Detector:
         augment: training transforms drawn per image, from ``hflip``, ``vflip``, ``rot90``
             (a sequence, or one comma-separated string); only for categories whose normal
             images may appear flipped or turned.
+        logger: record each optimiser step's losses and learning rates with Lightning
+            Fabric's loggers: ``csv``, ``tensorboard`` (needs ``pip install
+            "reconad[tensorboard]"``) or both (``"csv,tensorboard"`` or a sequence);
+            :meth:`save` puts the log in the model folder's ``logs/`` (see
+            ``reconad.runlog``; ``read_run_log`` reads the CSV). None = no log.
         hparams: the method's hyper-parameters (see its ``Config``), as a dict: the way to
             set one whose name is also a Detector option (DDR-ID's own ``score``).
         **more_hparams: further hyper-parameters as keywords (they win over ``hparams``).
@@ -118,6 +124,7 @@ class Detector:
         image_score: str = "native",
         patch: int | None = None,
         augment: str | tuple[str, ...] = (),
+        logger: str | tuple[str, ...] | None = None,
         hparams: dict[str, Any] | None = None,
         **more_hparams: Any,
     ) -> None:
@@ -142,6 +149,7 @@ class Detector:
         self.image_score = image_score
         self.patch = patch
         self.augment = augment
+        self.logger = logger
         self.hparams = {**(hparams or {}), **more_hparams}
 
     # ---- fitting ------------------------------------------------------------------------
@@ -158,6 +166,7 @@ class Detector:
         """
         cls = get_method(self.method)
         config = cls.make_config(self.preset, **self.hparams)
+        self.loggers_ = parse_loggers(self.logger)  # before any data is read
         check_scoring(cls, self.score, self.difficulty, self.difficulty_mode)
         if self.normalize not in NORMALIZE_MODES:
             raise ValueError(f"normalize={self.normalize!r}: choose from {list(NORMALIZE_MODES)}")
@@ -203,6 +212,7 @@ class Detector:
         self._warn_if_short(cls, config, data.channels, net_size, len(images))
         result = train(self.method_, images, self._train_config())
         self.history_ = result.history
+        self.run_log_ = result.logs
         self.steps_ = result.steps
         self.images_seen_ = result.images_seen
         self.fit_seconds_ = result.seconds
@@ -410,6 +420,7 @@ class Detector:
             epochs_scale=self.epochs_scale,
             step_floor=self._step_floor,
             augment=getattr(self, "augment_", ()),
+            loggers=getattr(self, "loggers_", ()),
         )
 
     @property
@@ -609,20 +620,35 @@ class Detector:
 
     # ---- persistence --------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
-        """Write ``config.json`` and ``weights.safetensors`` to a folder, atomically."""
+        """Write ``config.json`` and ``weights.safetensors`` to a folder, atomically (with the
+        run log in ``logs/`` when there is one, so it travels with the model)."""
         self._check_fitted()
         path = Path(path)
         if not getattr(self, "is_main_", True):
             return path  # other DDP ranks: rank 0 writes
         config = self.to_config()
+        logs = self._run_log_files()
 
         def write(tmp: Path) -> None:
             save_tensors(tmp / "weights.safetensors", self.method_.state_dict())
             write_json(tmp / "config.json", config)
             (tmp / "MODEL_CARD.md").write_text(model_card(config))
+            write_log_files(logs, tmp / LOG_DIR)
 
         atomic_dir(path, write, is_ours=is_model_dir, what="reconad model")
         return path
+
+    def save_run_log(self, folder: str | Path) -> Path | None:
+        """Write the run log alone to ``folder`` (replacing an earlier log there), e.g. for a
+        benchmark run that keeps no model; None when training logged nothing."""
+        return save_log_files(self._run_log_files(), Path(folder))
+
+    def _run_log_files(self) -> dict[str, bytes]:
+        """The run log's files: from this fit, or from the folder this model was loaded from."""
+        if getattr(self, "run_log_", None):
+            return self.run_log_
+        source = getattr(self, "_run_log_source", None)
+        return log_files(source) if source is not None else {}
 
     def to_config(self) -> dict[str, Any]:
         """What ``config.json`` holds: method, hyper-parameters, input, calibration, run."""
@@ -676,6 +702,7 @@ class Detector:
                 "images_seen": getattr(self, "images_seen_", None),
                 "epochs_scale": self.epochs_scale,
                 **({"augment": list(self.augment_)} if getattr(self, "augment_", ()) else {}),
+                **({"logger": list(self.loggers_)} if getattr(self, "loggers_", ()) else {}),
                 "devices": self.devices,
                 "strategy": self.strategy,
                 "precision": self.precision,
@@ -710,7 +737,9 @@ class Detector:
             if t.is_floating_point() and not bool(torch.isfinite(t).all()):
                 raise ValueError(f"{weights}: tensor {name!r} holds NaN or infinite values")
         try:
-            return cls._from_config(cfg, tensors)
+            det = cls._from_config(cfg, tensors)
+            det._run_log_source = path / LOG_DIR if (path / LOG_DIR).is_dir() else None
+            return det
         except KeyError as e:
             raise ValueError(f"{cfg_path}: missing or unknown entry {e}") from None
         except (TypeError, ValueError) as e:
@@ -752,6 +781,7 @@ class Detector:
         if not np.isfinite(det.val_scores_).all():
             raise ValueError("calibration scores hold NaN or infinite values")
         det.history_ = cfg["training"].get("history", [])
+        det.loggers_ = tuple(cfg["training"].get("logger", ()))
         sc = cfg.get("scoring") or {}
         det.score = sc.get("score", "native")
         det.difficulty = sc.get("difficulty", "none")
@@ -818,6 +848,9 @@ def model_card(config: dict[str, Any]) -> str:
         "weights.safetensors.",
         "",
     ]
+    if tr.get("logger"):  # the run log saved beside the model
+        lines[-3:-3] = [f"- Run log ({', '.join(tr['logger'])}): {LOG_DIR}/, losses and "
+                        "learning rates of every optimiser step"]  # fmt: skip
     return "\n".join(lines)
 
 

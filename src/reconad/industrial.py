@@ -248,6 +248,7 @@ def run_industrial(
     image_score: str = "native",
     patch: int | None = None,
     augment: str = "",
+    logger: str | tuple[str, ...] | None = None,
 ) -> list[dict[str, Any]]:
     """Run (or resume) the industrial protocol for one method; returns each seed's record.
 
@@ -257,6 +258,9 @@ def run_industrial(
 
     ``save_models``: a folder to keep each seed's fitted detector in (``seed{N}/``, loadable
     with ``Detector.load`` / ``reconad predict --model``), e.g. to draw heat-map grids later.
+    ``logger``: log each fit's steps (csv, tensorboard) into its saved model's ``logs/``, or,
+    without ``save_models``, into ``out_dir/logs/seed{N}/`` (not a setting: it changes no
+    result).
 
     Raises:
         DataError: the category is missing or unusable.
@@ -317,7 +321,8 @@ def run_industrial(
         tiles = f" in {patch}x{patch} tiles" if patch else ""
         log(f"{name}/{method} seed {seed}: training at {side}x{side}{tiles}")
         save_to = Path(save_models) / f"seed{seed}" if save_models else None
-        rec = _run_seed(train, test, settings, seed, progress, save_to, accelerator)
+        log_to = out_dir / "logs" / f"seed{seed}" if logger and not save_models else None
+        rec = _run_seed(train, test, settings, seed, progress, save_to, accelerator, logger, log_to)
         rec["category_path"] = str(path)
         write_json(out_dir / f"seed{seed}.json", rec)
         log(
@@ -336,6 +341,8 @@ def _run_seed(
     progress: bool,
     save_to: Path | None = None,
     accelerator: str = "cpu",
+    logger: str | tuple[str, ...] | None = None,
+    log_to: Path | None = None,
 ) -> dict[str, Any]:
     fit, val = holdout_split(train, settings["val_fraction"], seed)
     per_seed_peak = reset_peak_rss()
@@ -354,12 +361,15 @@ def _run_seed(
         augment=settings.get("augment", ""),
         accelerator=accelerator,
         hparams=settings["hparams"],
+        logger=logger,
     )
     t0 = time.perf_counter()
     det.fit(fit, validation=val)
     t_fit = time.perf_counter() - t0
     if save_to is not None:
-        det.save(save_to)
+        det.save(save_to)  # the run log, if any, goes with it
+    elif log_to is not None:
+        det.save_run_log(log_to)
     pixel_threshold = _pixel_threshold(det, val, settings["target_fpr"])
     choice = _image_score_choice(det, val)
     res = evaluate_industrial(det, test, pixel_threshold)

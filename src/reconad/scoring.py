@@ -90,10 +90,11 @@ def map_image_scores(amap: Tensor, side_at_256: int = 21, topk: float = 0.01) ->
     DRAEM's official score), so one hot pixel does not decide. ``map_topk``: the mean of the
     top ``topk`` fraction of pixels. Both see a small defect that a mean error dilutes.
     """
-    k = mean_filter_side(tuple(amap.shape[-2:]), side_at_256)
+    size = (int(amap.shape[-2]), int(amap.shape[-1]))  # ints, also while tracing (export)
+    k = mean_filter_side(size, side_at_256)
     smooth = torch.nn.functional.avg_pool2d(amap.float(), k, stride=1, padding=k // 2)
     flat = amap.float().flatten(1)
-    top = max(1, int(np.ceil(topk * flat.shape[1])))
+    top = max(1, int(np.ceil(topk * (size[0] * size[1]))))
     return {
         "map_max": smooth.flatten(1).amax(1),
         "map_topk": flat.topk(top, dim=1).values.mean(1),

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +35,7 @@ from lightning_fabric.strategies import DDPStrategy
 from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
 from reconad.methods.base import Method, Stage
+from reconad.runlog import LOG_DIR, RunLog, log_files, series_name
 from reconad.serialize import (
     flatten_state,
     load_metadata,
@@ -65,6 +68,11 @@ class TrainConfig:
             ``vflip``, ``rot90`` (a multiple of 90 degrees; square inputs only). Safe only
             for categories whose normal images may appear so (a texture, not a transistor
             whose leads point one way); see :func:`augment_batch`.
+        loggers: Fabric loggers recording each optimiser step's losses and learning rates
+            (``csv``, ``tensorboard``; see :mod:`reconad.runlog`); () = none.
+        log_dir: where the log is written while training; None = ``checkpoint_dir/logs``
+            (so a resumed run continues it), or a temporary folder without a checkpoint.
+            Either way :attr:`TrainResult.logs` returns its files.
     """
 
     seed: int = 0
@@ -79,16 +87,20 @@ class TrainConfig:
     num_workers: int = 0
     step_floor: bool = False
     augment: tuple[str, ...] = ()
+    loggers: tuple[str, ...] = ()
+    log_dir: Path | None = None
 
 
 @dataclass
 class TrainResult:
-    """What the loop reports back."""
+    """What the loop reports back (``logs``: the run log's files by relative path, on the
+    main process, when ``TrainConfig.loggers`` asked for one)."""
 
     history: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
     resumed_from: str | None = None
     is_main: bool = True
+    logs: dict[str, bytes] = field(default_factory=dict)
 
     @property
     def steps(self) -> int:
@@ -199,8 +211,12 @@ def train(
     ``on_epoch_end(stage, epoch)`` (1-based epoch) is called after each epoch's checkpoint,
     e.g. to log or to inspect the model; it must leave the model's weights alone.
 
+    With ``cfg.loggers``, each optimiser step's losses and learning rates are logged (see
+    :mod:`reconad.runlog`); the log is finalized however training ends.
+
     Returns:
-        The per-epoch history (stage, epoch, mean loss, seconds) and total wall time.
+        The per-epoch history (stage, epoch, mean loss, seconds), total wall time and the
+        run log's files.
 
     Raises:
         TrainingError: if a loss is not finite, naming stage and epoch.
@@ -218,16 +234,37 @@ def train(
         result.seconds = time.perf_counter() - start
         return result
 
-    # the method's layout before wrapping (DDP buckets see the final one); back to the usual
-    # layout afterwards, also on an error, so scoring and saving see contiguous weights
-    with method.working_layout():
-        _train_stages(method, stages, data, images, cfg, fabric, result, on_epoch_end)
+    log_dir, temporary = _log_dir(cfg) if fabric.is_global_zero else (None, False)
+    try:
+        # the method's layout before wrapping (DDP buckets see the final one); back to the
+        # usual layout afterwards, also on an error, so scoring and saving see contiguous
+        # weights
+        with method.working_layout():
+            _train_stages(method, stages, data, images, cfg, fabric, result, on_epoch_end, log_dir)
+        if log_dir is not None and fabric.is_global_zero:
+            result.logs = log_files(log_dir)
+    finally:
+        if temporary:
+            shutil.rmtree(log_dir, ignore_errors=True)
     result.seconds = time.perf_counter() - start
     method.eval()
     return result
 
 
-def _train_stages(method, stages, data, images, cfg, fabric, result, on_epoch_end) -> None:
+def _log_dir(cfg: TrainConfig) -> tuple[Path | None, bool]:
+    """Where the run log goes while training, and whether that folder is temporary."""
+    if not cfg.loggers:
+        return None, False
+    if cfg.log_dir is not None:
+        return Path(cfg.log_dir), False
+    if cfg.checkpoint_dir is not None:
+        return Path(cfg.checkpoint_dir) / LOG_DIR, False
+    return Path(tempfile.mkdtemp(prefix="reconad-log-")), True
+
+
+def _train_stages(
+    method, stages, data, images, cfg, fabric, result, on_epoch_end, log_dir=None
+) -> None:
     """The stage and epoch loops of :func:`train`, resuming from a checkpoint if asked."""
     model = fabric.setup_module(method)
     model.mark_forward_method("training_step")
@@ -237,7 +274,28 @@ def _train_stages(method, stages, data, images, cfg, fabric, result, on_epoch_en
         result.history = done["history"]
         result.resumed_from = str(cfg.checkpoint_dir)
     start_stage, start_epoch = (done["stage"], done["epoch"] + 1) if done else (0, 0)
+    runlog = None
+    if log_dir is not None and fabric.is_global_zero:  # steps so far: the resumed ones
+        runlog = RunLog(log_dir, cfg.loggers, start_step=TrainResult(history=result.history).steps)
+    status = "failed"
+    try:
+        _stage_loop(
+            method, stages, data, cfg, fabric, result, on_epoch_end, model, ckpt, done,
+            start_stage, start_epoch, runlog,
+        )  # fmt: skip
+        status = "success"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    finally:
+        if runlog is not None:
+            runlog.finalize(status)
 
+
+def _stage_loop(
+    method, stages, data, cfg, fabric, result, on_epoch_end, model, ckpt, done, start_stage,
+    start_epoch, runlog,
+) -> None:  # fmt: skip
     with _progress(cfg.progress and fabric.is_global_zero) as bar:
         for si, stage in enumerate(stages):
             if si < start_stage:
@@ -275,7 +333,7 @@ def _train_stages(method, stages, data, images, cfg, fabric, result, on_epoch_en
                         pg["lr"] = g.lr * _lr_factor(g.milestones, g.gamma, epoch, epochs)
                 loss_sum = _run_epoch(
                     model, stage, wrapped, loader, si, epoch, cfg.seed, fabric, bar, task, epochs,
-                    cfg.augment,
+                    cfg.augment, runlog,
                 )  # fmt: skip
                 mean_loss = loss_sum / max(1, len(loader))
                 result.history.append(
@@ -288,6 +346,8 @@ def _train_stages(method, stages, data, images, cfg, fabric, result, on_epoch_en
                         "seconds": round(time.perf_counter() - t0, 3),
                     }
                 )
+                if runlog is not None:  # on disk before the checkpoint that counts its steps
+                    runlog.flush()
                 ckpt.save(method, si, epoch, optimizers, result.history)
                 if on_epoch_end is not None:
                     on_epoch_end(stage.name, epoch + 1)
@@ -333,8 +393,9 @@ def augment_batch(x: torch.Tensor, augment: tuple[str, ...]) -> torch.Tensor:
 
 
 def _run_epoch(
-    model, stage, optimizers, loader, si, epoch, seed, fabric, bar, task, epochs, augment=()
-):
+    model, stage, optimizers, loader, si, epoch, seed, fabric, bar, task, epochs, augment=(),
+    runlog=None,
+):  # fmt: skip
     model.train()
     if hasattr(loader.sampler, "set_epoch"):
         loader.sampler.set_epoch(epoch + 1000 * si)
@@ -342,6 +403,12 @@ def _run_epoch(
     if gen is not None:
         gen.manual_seed(seed * 1_000_003 + si * 10_007 + epoch)
     loss_sum = 0.0
+    if runlog is not None:  # names once per epoch; the learning rates are set per epoch
+        loss_keys = {n: series_name(stage.name, "loss", n) for n in stage.groups}
+        lrs = {
+            series_name(stage.name, "lr", n): float(o.param_groups[0]["lr"])
+            for n, o in optimizers.items()
+        }
     for batch in loader:
         x = batch[0].float().div_(255.0)
         if augment:
@@ -354,6 +421,7 @@ def _run_epoch(
             opt.zero_grad(set_to_none=True)
         names = list(losses)
         total = 0.0
+        values = {}
         for i, name in enumerate(names):
             loss = losses[name]
             if not torch.isfinite(loss):
@@ -363,10 +431,13 @@ def _run_epoch(
                 )
             params = stage.groups[name].parameters()
             fabric.backward(loss, inputs=params, retain_graph=i < len(names) - 1)
-            total += float(loss.detach())
+            values[name] = float(loss.detach())
+            total += values[name]
         for name in names:
             optimizers[name].step()
         loss_sum += total
+        if runlog is not None:
+            runlog.log({**{loss_keys[n]: v for n, v in values.items()}, **lrs})
         if bar is not None:
             bar.update(
                 task,

@@ -142,6 +142,10 @@ class Method(nn.Module):
     reference_train_size: ClassVar[int] = 4500
     #: named presets: overrides of ``Config`` defaults; the first key is the default preset
     presets: ClassVar[dict[str, dict[str, Any]]] = {"default": {}}
+    #: None when ``score`` can be traced into an ONNX graph (``reconad export``); else the
+    #: reason it cannot, which the export states when it refuses (and the contract tests
+    #: check that it does refuse)
+    export_refusal: ClassVar[str | None] = None
 
     def __init__(self, config: Any, channels: int, image_size: tuple[int, int]) -> None:
         super().__init__()

@@ -226,8 +226,8 @@ class IsolationForestMethod(_Classical):
         n_nodes = self.threshold.shape[0]
         start = self.tree_offsets[:-1]
         n_trees = start.shape[0]
-        tree_of_node = torch.repeat_interleave(
-            torch.arange(n_trees, device=start.device), self.tree_offsets.diff()
+        tree_of_node = torch.repeat_interleave(  # nodes per tree (not diff(): ONNX has none)
+            torch.arange(n_trees, device=start.device), self.tree_offsets[1:] - start
         )
         base = start[tree_of_node]
         leaf = self.children_left < 0

@@ -127,7 +127,8 @@ class LeNetDecoder(nn.Module):
         self.sigmoid = sigmoid
 
     def forward(self, z: Tensor) -> Tensor:
-        h = F.leaky_relu(self.norm0(self.fc(z).view(len(z), *self.start)), 0.01)
+        # z.shape[0], not len(z): an ONNX export traces it as the batch size, not a constant
+        h = F.leaky_relu(self.norm0(self.fc(z).view(z.shape[0], *self.start)), 0.01)
         for i, conv in enumerate(self.convs):
             h = conv(F.interpolate(h, size=self.sizes[-2 - i], mode="nearest"))
             if i < len(self.norms):

@@ -248,7 +248,8 @@ class RotNetAE(Method):
         ce = []
         for k in range(4):
             logits = self.rot_head(self.encoder(torch.rot90(x, k, dims=(2, 3))).mean((2, 3)))
-            label = torch.full((len(x),), k, device=x.device)
+            # x.shape[0], not len(x): an ONNX export traces it as the batch size
+            label = torch.full((x.shape[0],), k, dtype=torch.long, device=x.device)
             ce.append(F.cross_entropy(logits, label, reduction="none"))
         return torch.stack(ce).mean(0)
 

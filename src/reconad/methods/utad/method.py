@@ -304,7 +304,7 @@ class UTAD(Method):
         x_hat = fit(_to_01(e.image.decode(c_m, e.image.detail(xi))), m)
         naive, samples = [], []
         for code in self.detail_codes:
-            s = code.expand(len(x), -1)
+            s = code.expand(x.shape[0], -1)  # not len(x): ONNX export traces the batch size
             naive.append(fit(_to_01(e.impression.decode(c_x, s)), x))
             samples.append(fit(_to_01(e.image.decode(c_m, s)), m))
         naive_t = torch.stack(naive)
