@@ -179,7 +179,9 @@ def main() -> None:
                 raise SystemExit(f"{args.models}: a {det.method} model, not {args.method}")
         else:
             hp = {} if args.epochs is None else {"epochs": args.epochs}
-            det = Detector(args.method, preset=args.preset, seed=args.seed, progress=False, **hp)
+            det = Detector(
+                args.method, preset=args.preset, seed=args.seed, progress=False, hparams=hp
+            )
             det.fit(split.train, validation=split.val)
         res = {"fit_seconds": round(time.perf_counter() - t0, 1), **analyse(det, split)}
         per_class[c] = res

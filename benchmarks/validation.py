@@ -33,7 +33,9 @@ def validation_auroc(
     others = np.flatnonzero(train.labels != c)
     pick = np.random.default_rng(seed).choice(others, n_anomalies, replace=False)
     anomalies = train.subset(np.sort(pick))
-    det = Detector(method, preset=preset, seed=seed, progress=False, val_fraction=0.1, **hparams)
+    det = Detector(
+        method, preset=preset, seed=seed, progress=False, val_fraction=0.1, hparams=hparams
+    )
     t0 = time.perf_counter()
     det.fit(fit)
     fit_s = time.perf_counter() - t0

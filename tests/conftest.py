@@ -55,11 +55,16 @@ def save(path: Path, h: int = 8, w: int = 6, mode: str = "RGB", value=None) -> P
 def digit_zeros(side: int) -> np.ndarray:
     """scikit-learn's bundled 8x8 zeros (every machine has them, so tests using them never
     skip), upsampled bilinearly to ``side`` x ``side`` uint8 ``(N, 1, side, side)``."""
+    return digit_images(side, 0)
+
+
+def digit_images(side: int, digit: int) -> np.ndarray:
+    """scikit-learn's bundled 8x8 images of ``digit``, as :func:`digit_zeros` gives the zeros."""
     import torch
     from sklearn.datasets import load_digits
 
     d = load_digits()
-    x = torch.from_numpy(d.images[d.target == 0]).float()[:, None] / 16.0
+    x = torch.from_numpy(d.images[d.target == digit]).float()[:, None] / 16.0
     x = torch.nn.functional.interpolate(x, size=(side, side), mode="bilinear", align_corners=False)
     return (x.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
 

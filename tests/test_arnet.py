@@ -149,7 +149,7 @@ def test_hflip_auto_follows_colour():
 
 def test_learns_real_digits_quickly(mnist_small):
     train, test, anomalous = mnist_small
-    det = Detector("arnet", epochs=4, batch_size=32, progress=False).fit(train)
+    det = Detector("arnet", hparams={"epochs": 4, "batch_size": 32}, progress=False).fit(train)
     assert image_auroc(anomalous, det.score_samples(test)) > 0.9
 
 
@@ -170,7 +170,7 @@ def test_predict_writes_the_restoration_grid(mnist_small, tmp_path, monkeypatch)
     monkeypatch.setattr(reconad.report, "save_extras_grid", spy)
 
     train, test, _ = mnist_small
-    Detector("arnet", epochs=1, progress=False).fit(train.subset(np.arange(64))).save(
+    Detector("arnet", hparams={"epochs": 1}, progress=False).fit(train.subset(np.arange(64))).save(
         tmp_path / "m"
     )
     img = tmp_path / "digit.png"

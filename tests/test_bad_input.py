@@ -215,7 +215,7 @@ def ae_model(tmp_path_factory) -> Path:
     rng = np.random.default_rng(0)
     imgs = rng.integers(0, 255, (24, 1, 16, 16), dtype=np.uint8)
     out = tmp_path_factory.mktemp("ae") / "model"
-    Detector("ae", epochs=1, progress=False).fit(imgs).save(out)
+    Detector("ae", hparams={"epochs": 1}, progress=False).fit(imgs).save(out)
     return out
 
 

@@ -154,7 +154,7 @@ def test_separates_real_mnist_digits(mnist_small, tmp_path, monkeypatch):
     """Trained on 460 real ones (cpu preset, a few epochs): ones vs other digits; saved, its
     model card carries the label, and `reconad predict` draws the decomposition grid."""
     train, test, anomalous = mnist_small
-    det = Detector("ddrid", progress=False, pretrain_epochs=8, epochs=8).fit(train)
+    det = Detector("ddrid", progress=False, hparams={"pretrain_epochs": 8, "epochs": 8}).fit(train)
     fused = image_auroc(anomalous, det.score_samples(test))
     parts = det.explain(test, n=0, maps=False)["components"]  # the benchmark's path
     lat, img = (image_auroc(anomalous, parts[k]) for k in ("latent", "image"))

@@ -18,7 +18,7 @@ QUICK = {"epochs": 20, "batch_size": 16}
 @pytest.fixture(scope="module")
 def fitted(mnist_small):
     train, _, _ = mnist_small
-    return Detector("ae", progress=False, **QUICK).fit(train)
+    return Detector("ae", progress=False, hparams=QUICK).fit(train)
 
 
 def test_list_methods_names_the_spine_methods():
@@ -26,7 +26,7 @@ def test_list_methods_names_the_spine_methods():
 
 
 def test_constructor_only_stores_parameters():
-    det = Detector("ae", seed=3, epochs=2)
+    det = Detector("ae", seed=3, hparams={"epochs": 2})
     assert det.seed == 3 and det.hparams == {"epochs": 2}
     assert not hasattr(det, "method_")
     with pytest.raises(NotFittedError):
@@ -185,7 +185,10 @@ def test_unknown_method_and_hyper_parameter():
     with pytest.raises(KeyError, match="unknown method"):
         Detector("nope").fit(x)
     with pytest.raises(ValueError, match="no hyper-parameter"):
-        Detector("ae", learning_rat=1).fit(x)
+        Detector("ae", hparams={"learning_rat": 1}).fit(x)
+    # hyper-parameters as keywords (as before hparams=) are refused, saying where they go
+    with pytest.raises(TypeError, match=r"hparams=\{'epochs': 2\}"):
+        Detector("ae", epochs=2)
 
 
 def test_predict_without_held_out_normals_asks_for_a_threshold(mnist_small):
@@ -203,7 +206,7 @@ def test_scores_standardised_on_held_out_normals_refuse_to_fit_without_them():
     x = np.random.default_rng(0).integers(0, 255, (20, 28, 28), dtype=np.uint8)
     for method, hp in (("ddrid", {}), ("arnet", {"normalize_rotations": True}), ("rotnet_ae", {})):
         with pytest.raises(ValueError, match="standardised on held-out"):
-            Detector(method, val_fraction=0.0, progress=False, **hp).fit(x)
+            Detector(method, val_fraction=0.0, progress=False, hparams=hp).fit(x)
     for method, hp in (("ddrid", {"score": "latent"}), ("arnet", {}), ("ae", {})):
         cls = get_method(method)
         assert not cls.needs_held_out(cls.make_config(**hp)), method

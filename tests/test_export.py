@@ -75,8 +75,8 @@ def _parity(det: Detector, test: np.ndarray, tmp_path) -> dict:
 
 
 OPTIONS = [
-    {"score": "multiview", "difficulty": "entropy"},  # pca: no encoder, the frozen network
-    {"score": "multiview", "difficulty": "gradient", "difficulty_mode": "subtract"},
+    {"score_views": "multiview", "difficulty": "entropy"},  # pca: no encoder, the frozen network
+    {"score_views": "multiview", "difficulty": "gradient", "difficulty_mode": "subtract"},
     {"difficulty": "entropy"},  # the native score divided by the difficulty
     {"image_score": "map_max"},
     {"image_score": "map_topk", "normalize": "image"},
@@ -97,10 +97,8 @@ def test_an_autoencoder_with_its_own_features_and_rgb_images(digits, tmp_path):
     train, test = digits
     det = Detector(
         "ae",
-        epochs=1,
-        batch_size=16,
-        latent_dim=8,
-        score="multiview",
+        hparams={"epochs": 1, "batch_size": 16, "latent_dim": 8},
+        score_views="multiview",
         difficulty="gradient",
         normalize="image",
         progress=False,
@@ -159,7 +157,9 @@ def test_what_cannot_be_traced_is_refused_with_the_reason(digits, tmp_path, monk
     bpp = Detector("pca", difficulty="bpp", progress=False).fit(train)
     with pytest.raises(ExportError, match="PNG"):
         export_onnx(bpp, out)
-    ae = Detector("ae", epochs=1, batch_size=16, latent_dim=8, progress=False).fit(train[:32])
+    ae = Detector(
+        "ae", hparams={"epochs": 1, "batch_size": 16, "latent_dim": 8}, progress=False
+    ).fit(train[:32])
     monkeypatch.setattr(AutoEncoder, "export_refusal", "it says so")
     with pytest.raises(ExportError, match="method 'ae' cannot be exported to ONNX: it says so"):
         export_onnx(ae, out)

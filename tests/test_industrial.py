@@ -284,3 +284,15 @@ def test_tiles_in_the_industrial_protocol(category, tmp_path):
     assert rec["auroc_per_type"]["scratch"] == 100 and rec["pixel_auroc"] > 95
     with pytest.raises(ValueError, match="patch"):  # a folder of tiled runs refuses whole ones
         run_industrial(str(category), "pca", [1], tmp_path, size=28, log=lambda m: None)
+
+
+def test_one_class_scoring_options_are_refused_in_one_line(category, tmp_path):
+    # --score / --difficulty fuse views of the one-class protocol; the industrial protocol
+    # reads its image score off the maps (--image-score). They once went, unnoticed, into
+    # the method's hyper-parameters.
+    args = ["benchmark", "--dataset", str(category), "--method", "ae", "--size", "12"]
+    for extra in (["--score", "multiview"], ["--difficulty", "entropy"]):
+        r = runner.invoke(app, [*args, *extra, "--out", str(tmp_path / "a"), "--no-progress"])
+        assert r.exit_code == 2 and "one-class protocol only" in r.output
+        assert len(r.output.strip().splitlines()) == 1
+    assert not (tmp_path / "a").exists()

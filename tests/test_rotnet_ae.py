@@ -149,7 +149,7 @@ def test_bad_configuration_is_rejected():
 def test_detector_trains_all_three_stages(mnist_small):
     train, test, anomalous = mnist_small
     hp = {**TINY, "rot_epochs": 1, "dec_epochs": 1, "refine_epochs": 1, "batch_size": 64}
-    det = Detector("rotnet_ae", progress=False, **hp).fit(train.subset(np.arange(256)))
+    det = Detector("rotnet_ae", progress=False, hparams=hp).fit(train.subset(np.arange(256)))
     assert [h["stage"] for h in det.history_] == ["rotnet", "decoder", "refine"]
     s = det.score_samples(test.subset(np.arange(0, 400, 20)))
     assert s.shape == (20,) and np.isfinite(s).all()
@@ -161,8 +161,8 @@ def test_coarse_component_is_the_model_without_refinement(mnist_small):
     train, test, _ = mnist_small
     hp = {**TINY, "rot_epochs": 1, "dec_epochs": 1, "refine_epochs": 1, "batch_size": 64}
     data, probe = train.subset(np.arange(192)), test.subset(np.arange(0, 400, 40))
-    with_r = Detector("rotnet_ae", progress=False, **hp).fit(data)
-    without = Detector("rotnet_ae", progress=False, refine=False, **hp).fit(data)
+    with_r = Detector("rotnet_ae", progress=False, hparams=hp).fit(data)
+    without = Detector("rotnet_ae", progress=False, hparams={**hp, "refine": False}).fit(data)
     x = torch.from_numpy(resize_uint8(probe.images, (32, 32))).float() / 255
     with torch.no_grad():
         coarse = with_r.method_.eval().score_components(x)["coarse"]

@@ -18,6 +18,8 @@ from reconad.runlog import parse_loggers, read_run_log
 from reconad.training import TrainConfig, train
 from tests.conftest import digit_zeros
 
+AE_TINY = {"epochs": 1, "batch_size": 8, "latent_dim": 8}
+
 runner = CliRunner()
 # the tiny fits here are meant to be short: their "undertrained" and "too few held-out
 # normals" warnings are expected
@@ -75,7 +77,7 @@ def test_fit_logger_csv_writes_one_row_per_step_into_the_model_folder(zeros_fold
 
 def test_python_api_keeps_the_log_through_save_and_load(tmp_path):
     x = digit_zeros(16)[:48]
-    det = Detector("ae", epochs=1, batch_size=8, latent_dim=8, progress=False, logger="csv")
+    det = Detector("ae", hparams=AE_TINY, progress=False, logger="csv")
     det.fit(x)
     assert list(det.run_log_) == ["metrics.csv"]
     det.save(tmp_path / "m")
@@ -88,7 +90,7 @@ def test_python_api_keeps_the_log_through_save_and_load(tmp_path):
     alone = read_run_log(tmp_path / "logs" / "class0_seed0")
     assert all(np.array_equal(alone[k][1], series[k][1]) for k in series)
     # without a logger there is no log, and nothing says there is one
-    plain = Detector("ae", epochs=1, batch_size=8, latent_dim=8, progress=False).fit(x)
+    plain = Detector("ae", hparams=AE_TINY, progress=False).fit(x)
     plain.save(tmp_path / "plain")
     assert read_run_log(tmp_path / "plain") is None
     assert "logger" not in json.loads((tmp_path / "plain" / "config.json").read_text())["training"]

@@ -115,7 +115,7 @@ def test_bad_image_score_options_are_refused(digits):
     with pytest.raises(ValueError, match="produces none"):
         Detector("iforest", image_score="map_max", progress=False).fit(digits)
     with pytest.raises(ValueError, match="applies to the native score"):
-        Detector("pca", image_score="map_topk", score="multiview", progress=False).fit(digits)
+        Detector("pca", image_score="map_topk", score_views="multiview", progress=False).fit(digits)
     iforest = Detector("iforest", progress=False).fit(digits)
     with pytest.raises(ValueError, match="no maps"):
         iforest.image_score_choice(digits)

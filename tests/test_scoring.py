@@ -27,6 +27,8 @@ from reconad.scoring import (
     mean_gradient,
 )
 
+ONE_EPOCH = {"epochs": 1}
+
 
 def _levels(values: list[int], counts: list[int]) -> torch.Tensor:
     """A 1x1x32x32 image holding gray ``values`` with pixel ``counts`` (sum 1024)."""
@@ -163,7 +165,9 @@ def _mnist(mnist_small, n_train=240, n_val=60):
 
 def test_detector_fits_multiview_on_the_held_out_normals(mnist_small):
     train, val, _ = _mnist(mnist_small)
-    det = Detector("ae", progress=False, epochs=1, score="multiview").fit(train, validation=val)
+    det = Detector("ae", progress=False, hparams=ONE_EPOCH, score_views="multiview").fit(
+        train, validation=val
+    )
     from reconad.inputs import resize_uint8
 
     x = torch.from_numpy(resize_uint8(val.images, (32, 32))).float() / 255
@@ -178,7 +182,9 @@ def test_detector_fits_multiview_on_the_held_out_normals(mnist_small):
 def test_multiview_scoring_skips_the_native_pass_when_nothing_needs_it(mnist_small):
     """ae has no components: asking for them must not cost a ``score`` pass per batch."""
     train, val, test = _mnist(mnist_small)
-    det = Detector("ae", progress=False, epochs=1, score="multiview").fit(train, validation=val)
+    det = Detector("ae", progress=False, hparams=ONE_EPOCH, score_views="multiview").fit(
+        train, validation=val
+    )
     expected = det.score_samples(test)
     calls = []
     original = det.method_.score
@@ -193,14 +199,14 @@ def test_multiview_detector_survives_save_and_load(mnist_small, tmp_path):
     det = Detector(
         "ae",
         progress=False,
-        epochs=1,
-        score="multiview",
+        hparams=ONE_EPOCH,
+        score_views="multiview",
         difficulty="entropy",
         difficulty_mode="subtract",
     ).fit(train, validation=val)
     det.save(tmp_path / "m")
     back = Detector.load(tmp_path / "m")
-    assert (back.score, back.difficulty, back.difficulty_mode) == (
+    assert (back.score_views, back.difficulty, back.difficulty_mode) == (
         "multiview",
         "entropy",
         "subtract",
@@ -213,11 +219,11 @@ def test_multiview_detector_survives_save_and_load(mnist_small, tmp_path):
 def test_multiview_needs_a_reconstruction(mnist_small):
     train, _, _ = _mnist(mnist_small)
     with pytest.raises(ValueError, match="reconstruct"):
-        Detector("iforest", score="multiview").fit(train)
+        Detector("iforest", score_views="multiview").fit(train)
     with pytest.raises(ValueError, match="difficulty"):
         Detector("ae", difficulty="jpeg").fit(train)
     with pytest.raises(ValueError, match="held-out"):
-        Detector("ae", score="multiview", val_fraction=0.0).fit(train)
+        Detector("ae", score_views="multiview", val_fraction=0.0).fit(train)
 
 
 @pytest.mark.parametrize("method", ["rotnet_ae", "ddrid", "ocsvm"])
@@ -244,11 +250,13 @@ def test_fusion_refuses_to_divide_a_negative_view():
 
 def test_a_method_setting_named_score_is_not_taken_for_the_scoring_option(mnist_small):
     train, _, _ = _mnist(mnist_small)
+    with pytest.raises(TypeError, match=r"score_views='latent'.*hparams=\{'score': 'latent'\}"):
+        Detector("ddrid", score="latent")
     with pytest.raises(ValueError, match="--set score=latent"):
-        Detector("ddrid", score="latent").fit(train)
+        Detector("ddrid", score_views="latent").fit(train)
     det = Detector("ddrid", hparams={"score": "latent"}, epochs_scale=0.05, progress=False)
     det.fit(train)
-    assert det.method_.config.score == "latent" and det.score == "native"
+    assert det.method_.config.score == "latent" and det.score_views == "native"
     some = train.subset(np.arange(20))
     latent = det.explain(some, maps=False)["components"]["latent"]
     np.testing.assert_allclose(det.score_samples(some), latent, rtol=1e-5)
@@ -269,9 +277,9 @@ def test_cli_rejects_bad_scoring_before_training(tmp_path):
 def test_score_variant_reuses_the_trained_network(mnist_small):
     """One fit, several scoring options: each variant equals a detector fitted with it."""
     train, val, test = _mnist(mnist_small)
-    plain = Detector("ae", progress=False, epochs=1).fit(train, validation=val)
+    plain = Detector("ae", progress=False, hparams=ONE_EPOCH).fit(train, validation=val)
     fused = Detector(
-        "ae", progress=False, epochs=1, score="multiview", difficulty="entropy",
+        "ae", progress=False, hparams=ONE_EPOCH, score_views="multiview", difficulty="entropy",
         difficulty_mode="subtract",
     ).fit(train, validation=val)  # fmt: skip
     variant = plain.score_variant(test, val, "multiview", "entropy", "subtract")

@@ -78,7 +78,9 @@ def test_a_detector_on_tiles_scores_whole_images_and_finds_a_pasted_defect(digit
 
 
 def test_a_deep_method_trains_on_tiles_and_returns_stitched_restorations(digits):
-    det = Detector("ae", image_size=48, patch=32, progress=False, epochs=1, batch_size=16)
+    det = Detector(
+        "ae", image_size=48, patch=32, progress=False, hparams={"epochs": 1, "batch_size": 16}
+    )
     det.fit(digits[:40])
     ex = det.explain(digits[:3], n=3)
     assert ex["maps"].shape == (3, 48, 48)
@@ -91,9 +93,9 @@ def test_a_deep_method_trains_on_tiles_and_returns_stitched_restorations(digits)
         ({"patch": 20}, "multiple of 16"),
         ({"patch": 64}, "exceeds the working size"),
         ({"patch": 0}, "a tile side"),
-        ({"patch": 16, "score": "multiview"}, "native score"),
+        ({"patch": 16, "score_views": "multiview"}, "native score"),
     ],
 )
 def test_bad_patch_options_are_refused(digits, kw, words):
     with pytest.raises(ValueError, match=words):
-        Detector("ae", image_size=48, progress=False, epochs=1, **kw).fit(digits[:20])
+        Detector("ae", image_size=48, progress=False, hparams={"epochs": 1}, **kw).fit(digits[:20])

@@ -266,7 +266,7 @@ def test_detector_warns_when_a_run_is_shorter_than_its_preset():
 
     imgs = _images(64)
     with pytest.warns(UserWarning, match="fewer than the"):
-        det = Detector("ae", epochs=1, progress=False, val_fraction=0).fit(imgs)
+        det = Detector("ae", hparams={"epochs": 1}, progress=False, val_fraction=0).fit(imgs)
     assert det.to_config()["training"]["steps"] == det.steps_ == 1  # 64 images, one batch
 
 
@@ -298,13 +298,12 @@ def test_augment_is_checked_recorded_and_changes_training(tmp_path):
     assert not _same(_weights(plain), _weights(turned))
     from reconad import Detector
 
-    det = Detector("ae", augment="hflip,vflip", progress=False, epochs=1).fit(imgs)
+    det = Detector("ae", augment="hflip,vflip", progress=False, hparams={"epochs": 1}).fit(imgs)
     assert det.to_config()["training"]["augment"] == ["hflip", "vflip"]
-    assert (
-        "augment" not in Detector("ae", progress=False, epochs=1).fit(imgs).to_config()["training"]
-    )
+    bare = Detector("ae", progress=False, hparams={"epochs": 1}).fit(imgs)
+    assert "augment" not in bare.to_config()["training"]
     with pytest.raises(ValueError, match="choose from"):
-        Detector("ae", augment="hflip,warp", progress=False, epochs=1).fit(imgs)
+        Detector("ae", augment="hflip,warp", progress=False, hparams={"epochs": 1}).fit(imgs)
 
 
 def test_augment_is_refused_where_a_stage_has_frozen_targets():

@@ -136,7 +136,8 @@ def run_one_class(
 ) -> dict[str, Any]:
     """Fit on one normal class, score the whole test split, return the result record.
 
-    ``scoring`` holds the Detector's ``score``, ``difficulty`` and ``difficulty_mode``;
+    ``scoring`` holds the Detector's ``score_views`` (under the key ``score``, as the records
+    keep it), ``difficulty`` and ``difficulty_mode``;
     ``accelerator`` (cpu, cuda, auto) is where training and scoring run; ``also_score``
     names further scoring variants (e.g. ``multiview+entropy-subtract``, see
     :func:`reconad.scoring.parse_variant`) fitted on the same held-out normals and reported
@@ -146,6 +147,7 @@ def run_one_class(
     :mod:`reconad.runlog`): into ``save_to/logs``, else into ``log_to``.
     """
     split = one_class_split(train, test, normal, val_fraction=val_fraction, seed=seed)
+    sc = {**NATIVE_SCORING, **(scoring or {})}  # records keep the key "score"
     det = Detector(
         method,
         preset=preset,
@@ -156,7 +158,9 @@ def run_one_class(
         accelerator=accelerator,
         hparams=hparams,
         logger=logger,
-        **(scoring or {}),
+        score_views=sc["score"],
+        difficulty=sc["difficulty"],
+        difficulty_mode=sc["difficulty_mode"],
     )
     t0 = time.perf_counter()
     det.fit(split.train, validation=split.val)

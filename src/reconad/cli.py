@@ -357,7 +357,7 @@ def fit(
     from reconad.detector import Detector
     from reconad.training import TrainingError
 
-    scoring = _scoring(method, score, difficulty, difficulty_mode)
+    _scoring(method, score, difficulty, difficulty_mode)  # refused before any training
     n_devices = _check_run_options(accelerator, devices, val_fraction, target_fpr, epochs)
     loggers = _check_logger(logger)
     out = _check_out(out, data)
@@ -387,7 +387,9 @@ def fit(
             patch=patch,
             augment=augment,
             logger=loggers,
-            **scoring,
+            score_views=score,
+            difficulty=difficulty,
+            difficulty_mode=difficulty_mode,
         )
         try:
             det.fit(data)
@@ -871,6 +873,8 @@ def benchmark(
     if is_industrial(dataset):
         if also_score:
             _fail("--also-score applies to the one-class protocol only")
+        if tag:  # the industrial protocol reads image scores off maps: --image-score
+            _fail("--score and --difficulty apply to the one-class protocol only")
         return _benchmark_industrial(
             dataset,
             method,
@@ -883,7 +887,7 @@ def benchmark(
             val_fraction=val_fraction,
             epochs_scale=epochs_scale,
             progress=progress,
-            hparams={**_parse_set(set_), **(scoring if tag else {})},
+            hparams=_parse_set(set_),
             save_models=save_models,
             accelerator=accelerator,
             normalize=normalize,

@@ -1,9 +1,11 @@
 """`Detector`: the estimator facade over every registered method.
 
-Follows scikit-learn's conventions: the constructor only stores its arguments, ``fit``
-returns ``self``, learned state ends with ``_`` (``method_``, ``threshold_``). Scores follow
-the anomaly-detection convention: **higher = more anomalous** (as in PyOD's
-``decision_function`` and anomalib), and ``predict`` returns 1 for anomalous, 0 for normal.
+A scikit-learn estimator (``sklearn.base.BaseEstimator``): the constructor only stores its
+explicit arguments, so ``get_params``, ``set_params`` and ``sklearn.base.clone`` work; ``fit``
+returns ``self``; learned state ends with ``_`` (``method_``, ``threshold_``). A method's own
+hyper-parameters go in one argument, ``hparams={...}``. Scores follow the anomaly-detection
+convention: **higher = more anomalous** (as in PyOD's ``decision_function`` and anomalib),
+and ``predict`` returns 1 for anomalous, 0 for normal.
 
 The threshold is set on normal images held out from the training data (``val_fraction``, or
 an explicit ``validation`` set), never on test images.
@@ -12,6 +14,8 @@ an explicit ``validation`` set), never on test images.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 import json
 import platform
 import warnings
@@ -20,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator
 
 import reconad
 from reconad import conformal, tiling
@@ -53,7 +58,35 @@ class NotFittedError(RuntimeError):
     """The detector was used before ``fit`` (or ``load``)."""
 
 
-class Detector:
+def _explicit_keywords(init):
+    """Wrap ``Detector.__init__`` so that a keyword it does not take is refused with a
+    TypeError saying where it goes now (earlier versions took a method's hyper-parameters as
+    keywords, and called ``score_views`` ``score``). The signature stays ``__init__``'s own:
+    ``inspect.signature`` and scikit-learn's ``get_params`` read it through ``__wrapped__``."""
+    names = set(inspect.signature(init).parameters) - {"self"}
+
+    @functools.wraps(init)
+    def checked(self, *args: Any, **kwargs: Any) -> None:
+        unknown = {k: v for k, v in kwargs.items() if k not in names}
+        if unknown:
+            raise TypeError(_unknown_keywords_message(unknown))
+        init(self, *args, **kwargs)
+
+    return checked
+
+
+def _unknown_keywords_message(unknown: dict[str, Any]) -> str:
+    told = f"Detector() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}: "
+    if "score" not in unknown:
+        return f"{told}a method's hyper-parameters go in one dict: hparams={unknown!r}"
+    return (
+        f"{told}the score fusion option is now score_views={unknown['score']!r} (the CLI keeps "
+        "--score); a method's hyper-parameters, DDR-ID's own 'score' among them, go in one "
+        f"dict: hparams={unknown!r}"
+    )
+
+
+class Detector(BaseEstimator):
     """Fit a reconstruction-based anomaly detector on normal images, then score new ones.
 
     Args:
@@ -69,9 +102,12 @@ class Detector:
         epochs_scale: multiply the method's epochs (quick runs and tests).
         checkpoint_dir: write a checkpoint each epoch there and resume from it.
         score_batch_size: images per batch when scoring.
-        score: ``native`` (the method's own score) or ``multiview`` (pixel MSE, 1 - SSIM and
-            feature dissimilarity of its reconstruction, standardised and summed; see
-            ``reconad.scoring``).
+        score_views: which views of an image the score is made of: ``native`` (the method's
+            own score) or ``multiview`` (pixel MSE, 1 - SSIM and feature dissimilarity of its
+            reconstruction, standardised and summed; see ``reconad.scoring``). The CLI's
+            ``--score``; ``config.json`` keeps it under ``scoring.score``. (Named so that it
+            neither shadows scikit-learn's ``score`` method name nor a method's own ``score``
+            hyper-parameter, such as DDR-ID's.)
         difficulty: ``none``, ``entropy``, ``bpp`` or ``gradient``: normalise the score by
             how hard the image is to reconstruct.
         difficulty_mode: ``divide`` or ``subtract`` (slope fitted on held-out normals).
@@ -95,11 +131,12 @@ class Detector:
             "reconad[tensorboard]"``) or both (``"csv,tensorboard"`` or a sequence);
             :meth:`save` puts the log in the model folder's ``logs/`` (see
             ``reconad.runlog``; ``read_run_log`` reads the CSV). None = no log.
-        hparams: the method's hyper-parameters (see its ``Config``), as a dict: the way to
-            set one whose name is also a Detector option (DDR-ID's own ``score``).
-        **more_hparams: further hyper-parameters as keywords (they win over ``hparams``).
+        hparams: the method's hyper-parameters (see its ``Config``) as a dict, e.g.
+            ``{"epochs": 30}``, over the preset's; None = the preset as it is. (A keyword the
+            constructor does not take raises a TypeError pointing here.)
     """
 
+    @_explicit_keywords
     def __init__(
         self,
         method: str = "ae",
@@ -117,7 +154,7 @@ class Detector:
         epochs_scale: float = 1.0,
         checkpoint_dir: str | Path | None = None,
         score_batch_size: int = 256,
-        score: str = "native",
+        score_views: str = "native",
         difficulty: str = "none",
         difficulty_mode: str = "divide",
         normalize: str = "none",
@@ -126,7 +163,6 @@ class Detector:
         augment: str | tuple[str, ...] = (),
         logger: str | tuple[str, ...] | None = None,
         hparams: dict[str, Any] | None = None,
-        **more_hparams: Any,
     ) -> None:
         self.method = method
         self.preset = preset
@@ -142,7 +178,7 @@ class Detector:
         self.epochs_scale = epochs_scale
         self.checkpoint_dir = checkpoint_dir
         self.score_batch_size = score_batch_size
-        self.score = score
+        self.score_views = score_views
         self.difficulty = difficulty
         self.difficulty_mode = difficulty_mode
         self.normalize = normalize
@@ -150,7 +186,7 @@ class Detector:
         self.patch = patch
         self.augment = augment
         self.logger = logger
-        self.hparams = {**(hparams or {}), **more_hparams}
+        self.hparams = hparams  # as given: clone() checks each parameter is stored unchanged
 
     # ---- fitting ------------------------------------------------------------------------
     def fit(self, X: ImageInput, y: Any = None, *, validation: ImageInput | None = None):
@@ -165,17 +201,17 @@ class Detector:
             self
         """
         cls = get_method(self.method)
-        config = cls.make_config(self.preset, **self.hparams)
+        config = cls.make_config(self.preset, **(self.hparams or {}))
         self.loggers_ = parse_loggers(self.logger)  # before any data is read
-        check_scoring(cls, self.score, self.difficulty, self.difficulty_mode)
+        check_scoring(cls, self.score_views, self.difficulty, self.difficulty_mode)
         if self.normalize not in NORMALIZE_MODES:
             raise ValueError(f"normalize={self.normalize!r}: choose from {list(NORMALIZE_MODES)}")
-        fusion = make_fusion(self.score, self.difficulty, self.difficulty_mode)
+        fusion = make_fusion(self.score_views, self.difficulty, self.difficulty_mode)
         no_held_out = validation is None and not self.val_fraction > 0
         if fusion is not None and no_held_out:
             raise ValueError(
-                f"score={self.score!r} with difficulty={self.difficulty!r} is fitted on held-out "
-                "normal images: set val_fraction > 0 or pass validation="
+                f"score_views={self.score_views!r} with difficulty={self.difficulty!r} is fitted "
+                "on held-out normal images: set val_fraction > 0 or pass validation="
             )
         if cls.needs_held_out(config) and no_held_out:
             raise ValueError(
@@ -257,7 +293,9 @@ class Detector:
                 "patch or a larger image_size"
             )
         if fusion is not None:
-            raise ValueError("patch applies to the native score (score='native', no difficulty)")
+            raise ValueError(
+                "patch applies to the native score (score_views='native', no difficulty)"
+            )
         return (p, p)
 
     @property
@@ -305,8 +343,8 @@ class Detector:
             )
         if fusion is not None:
             raise ValueError(
-                f"image_score={self.image_score!r} applies to the native score; score="
-                f"{self.score!r} with difficulty={self.difficulty!r} has its own"
+                f"image_score={self.image_score!r} applies to the native score; score_views="
+                f"{self.score_views!r} with difficulty={self.difficulty!r} has its own"
             )
 
     def _choose_image_score(self, val_images: np.ndarray | None, fused: bool) -> None:
@@ -426,7 +464,7 @@ class Detector:
     @property
     def _step_floor(self) -> bool:
         """Epochs the caller set are taken as epochs; a preset's epochs are a step count."""
-        return not any("epochs" in k for k in self.hparams)
+        return not any("epochs" in k for k in self.hparams or {})
 
     # ---- scoring ------------------------------------------------------------------------
     def _check_fitted(self) -> None:
@@ -575,7 +613,7 @@ class Detector:
         self,
         X: ImageInput,
         validation: ImageInput,
-        score: str = "native",
+        score_views: str = "native",
         difficulty: str = "none",
         difficulty_mode: str = "divide",
     ) -> np.ndarray:
@@ -588,8 +626,8 @@ class Detector:
                 reconstruct.
         """
         self._check_fitted()
-        check_scoring(type(self.method_), score, difficulty, difficulty_mode)
-        fusion = make_fusion(score, difficulty, difficulty_mode)
+        check_scoring(type(self.method_), score_views, difficulty, difficulty_mode)
+        fusion = make_fusion(score_views, difficulty, difficulty_mode)
         images = self._prepare(self._as_set(X))
         if fusion is None:  # the method's own score, without this detector's fusion
             return self._run(images, maps=False, fused=False)["scores"]
@@ -683,7 +721,7 @@ class Detector:
                 "scores": [float(v) for v in self.val_scores_],
             },
             "scoring": {
-                "score": self.score,
+                "score": self.score_views,  # the key models were always saved with
                 "difficulty": self.difficulty,
                 "difficulty_mode": self.difficulty_mode,
                 "fusion": self.scoring_.to_dict() if getattr(self, "scoring_", None) else None,
@@ -714,6 +752,12 @@ class Detector:
     @classmethod
     def load(cls, path: str | Path) -> Detector:
         """Load a model folder written by :meth:`save` (no pickle involved).
+
+        Its parameters (``get_params``) are what ``config.json`` records: method, preset, the
+        method's full hyper-parameters in ``hparams``, seed, ``target_fpr``,
+        ``epochs_scale``, ``augment``, and the input and scoring options; the others keep
+        their defaults. ``sklearn.base.clone`` of it is an unfitted detector that builds the
+        same network.
 
         Every way a folder can be broken (bad JSON, a missing or changed field, an unknown
         hyper-parameter, unreadable, wrongly shaped or non-finite weights) is a ValueError
@@ -757,37 +801,41 @@ class Detector:
                 f"(it has {sorted(known)}); was the model written by another version?"
             )
         hp = _restore_tuples(method_cls.Config, cfg["hparams"])
-        calib = cfg["calibration"]
-        det = cls(
+        calib, inp, tr = cfg["calibration"], cfg["input"], cfg["training"]
+        sc = cfg.get("scoring") or {}
+        det = cls(  # the options that shaped the model and its score, as they were saved
             cfg["method"],
             preset=cfg["preset"],
+            # a config's own "preset" field (DRAEM's) is the preset parameter's to set
+            hparams={k: v for k, v in hp.items() if k != "preset"},
             target_fpr=calib["target_fpr"],
-            seed=cfg["training"]["seed"],
+            seed=tr["seed"],
+            epochs_scale=tr.get("epochs_scale", 1.0),
+            augment=tuple(tr.get("augment", ())),
             progress=False,
+            normalize=inp.get("normalize", "none"),
+            patch=inp.get("patch"),
+            # "score" is the key config.json has always used for what is now score_views
+            score_views=sc.get("score", "native"),
+            difficulty=sc.get("difficulty", "none"),
+            difficulty_mode=sc.get("difficulty_mode", "divide"),
+            image_score=sc.get("image_score_option", "native"),
         )
-        det.hparams = hp
-        inp = cfg["input"]
         det.method_ = method_cls(
             method_cls.Config(**hp), inp["channels"], (inp["height"], inp["width"])
         )
         det.method_.assign_state(tensors)
         det.method_.eval()
         det.input_shape_ = (inp["channels"], inp["height"], inp["width"])
-        det.normalize = inp.get("normalize", "none")
-        det.patch = det.patch_ = inp.get("patch")
+        det.patch_ = det.patch
         det.working_size_ = tuple(inp["working_size"]) if det.patch_ else None
         det.threshold_ = float("nan") if calib["threshold"] is None else float(calib["threshold"])
         det.val_scores_ = np.asarray(calib.get("scores") or [], dtype=np.float64)
         if not np.isfinite(det.val_scores_).all():
             raise ValueError("calibration scores hold NaN or infinite values")
-        det.history_ = cfg["training"].get("history", [])
-        det.loggers_ = tuple(cfg["training"].get("logger", ()))
-        sc = cfg.get("scoring") or {}
-        det.score = sc.get("score", "native")
-        det.difficulty = sc.get("difficulty", "none")
-        det.difficulty_mode = sc.get("difficulty_mode", "divide")
+        det.history_ = tr.get("history", [])
+        det.loggers_ = tuple(tr.get("logger", ()))
         det.scoring_ = ScoreFusion.from_dict(sc["fusion"]) if sc.get("fusion") else None
-        det.image_score = sc.get("image_score_option", "native")
         det.image_score_ = sc.get("image_score", "native")
         if det.image_score_ not in CANDIDATES:
             raise ValueError(f"unknown image score {det.image_score_!r} (not in {CANDIDATES})")

@@ -256,7 +256,8 @@ def compute_views(
         if x_hat is None:
             raise ValueError(
                 f"method {method.name!r} gives no image reconstruction (reconstruct() returns "
-                "None), so multi-view scoring cannot be used with it; use score='native'"
+                "None), so multi-view scoring cannot be used with it; use score_views='native' "
+                "(--score native)"
             )
         if "mse" in views:
             out["mse"] = mse_map(x, x_hat).flatten(1).mean(1).double().cpu()
@@ -401,14 +402,16 @@ def check_options(method_cls: type, score: str, difficulty_name: str, mode: str)
             raise ValueError(
                 f"{method_cls.name}'s own score can be negative, and dividing it by a "
                 "difficulty would reverse the order of the images scored below zero: use "
-                "difficulty_mode='subtract', or score='multiview' (whose views are errors)"
+                "difficulty_mode='subtract', or score_views='multiview' (--score multiview; its "
+                "views are errors)"
             )
     from reconad.methods.base import Method
 
     if score == "multiview" and method_cls.reconstruct is Method.reconstruct:
         raise ValueError(
             f"method {method_cls.name!r} gives no image reconstruction (it does not implement "
-            "reconstruct()), so score='multiview' cannot be used with it; use score='native'"
+            "reconstruct()), so score_views='multiview' (--score multiview) cannot be used "
+            "with it; use score_views='native'"
         )
 
 
