@@ -1,6 +1,6 @@
 """Run many one-class protocol jobs side by side, one process per (class, seed), under a deadline.
 
-Measured on one H200 (docs/methods.md, ARNet): processes sharing a GPU are time-sliced, not
+Measured on one H200 (methods/arnet/README.md): processes sharing a GPU are time-sliced, not
 overlapped, so more workers than one or two buy little there; the script's use is the
 deadline and the bookkeeping (and CPU machines with cores to spare). Each job is one
 ``reconad benchmark`` call for one class and one seed, so a

@@ -1,4 +1,13 @@
-"""Registered methods. Importing this package registers every built-in method."""
+"""Registered methods. Importing this package registers every built-in method.
+
+Registration is by discovery: every subpackage (or module) of ``reconad.methods`` other than
+``base`` and ``blocks`` is imported, and its ``@register`` decorators list its methods. A new
+method is one new folder, ``methods/<name>/`` with ``network.py``, ``method.py``,
+``README.md`` and an ``__init__.py`` that imports ``method``.
+"""
+
+import importlib
+import pkgutil
 
 from reconad.methods.base import (
     Method,
@@ -20,10 +29,18 @@ __all__ = [
     "register",
 ]
 
-from reconad.methods import ae as _ae  # noqa: E402,F401  (registers ae, ssim_ae)
-from reconad.methods import arnet as _arnet  # noqa: E402,F401  (arnet)
-from reconad.methods import classical as _classical  # noqa: E402,F401  (pca, iforest, ocsvm)
-from reconad.methods import ddrid as _ddrid  # noqa: E402,F401  (ddrid)
-from reconad.methods import draem as _draem  # noqa: E402,F401  (draem)
-from reconad.methods import rotnet_ae as _rotnet_ae  # noqa: E402,F401  (rotnet_ae)
-from reconad.methods import utad as _utad  # noqa: E402,F401  (utad)
+#: Modules of this package that hold shared code, not methods.
+NOT_METHODS = frozenset({"base", "blocks"})
+
+
+def _discover() -> list[str]:
+    """Import every method subpackage of this package (sorted, so registration order is
+    fixed); returns their names."""
+    names = sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name not in NOT_METHODS)
+    for name in names:
+        importlib.import_module(f"{__name__}.{name}")
+    return names
+
+
+#: The method packages found and imported, e.g. ``["ae", "arnet", ...]``.
+METHOD_PACKAGES = _discover()

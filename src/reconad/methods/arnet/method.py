@@ -1,5 +1,6 @@
 """ARNet: the Attribute Restoration framework (Huang, Ye, Cao, Li, Zhang, Lu; IEEE TMM 2022,
-arXiv 1911.10676, first titled ITAE).
+arXiv 1911.10676, first titled ITAE): the contract. The U-Net is in ``network.py``, the card in
+``README.md``.
 
 [paper] Reconstruction with input = target lets a network copy anomalies through. ARNet
 erases attributes of the input instead (orientation by rotation, colour by graying) and
@@ -38,57 +39,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from kornia.color import rgb_to_grayscale
-from torch import Tensor, nn
+from torch import Tensor
 
+from reconad.methods.arnet.network import UNet
 from reconad.methods.base import Method, OptimGroup, ScoreOutput, Stage, register
 
 ERASERS = ("rotate", "gray")
-
-
-class DoubleConv(nn.Sequential):
-    """Two (3x3 conv, BatchNorm, ReLU) layers: the U-Net's block."""
-
-    def __init__(self, c_in: int, c_out: int) -> None:
-        super().__init__(
-            nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
-            nn.BatchNorm2d(c_out),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
-            nn.BatchNorm2d(c_out),
-            nn.ReLU(inplace=True),
-        )
-
-
-class UNet(nn.Module):
-    """The ARNet U-Net for encoder widths ``w`` (5 values; the paper's: 64..512).
-
-    Decoder widths follow the paper's pattern: w[2], w[1], w[0], w[0].
-    """
-
-    def __init__(self, c_in: int, c_out: int, w: tuple[int, ...]) -> None:
-        super().__init__()
-        if len(w) != 5:
-            raise ValueError(f"ARNet's U-Net needs 5 encoder widths; got {w}")
-        self.inc = DoubleConv(c_in, w[0])
-        self.downs = nn.ModuleList(DoubleConv(w[i], w[i + 1]) for i in range(4))
-        dec = [(w[4] + w[3], w[2]), (w[2] + w[2], w[1]), (w[1] + w[1], w[0]), (w[0] + w[0], w[0])]
-        self.ups = nn.ModuleList(DoubleConv(a, b) for a, b in dec)
-        self.outc = nn.Conv2d(w[0], c_out, 3, padding=1)
-
-    def encode(self, x: Tensor) -> list[Tensor]:
-        """The encoder's outputs at every scale, finest first (the last is the bottleneck)."""
-        skips = [self.inc(x)]
-        for down in self.downs:
-            skips.append(down(F.max_pool2d(skips[-1], 2)))
-        return skips
-
-    def forward(self, x: Tensor) -> Tensor:
-        skips = self.encode(x)
-        h = skips.pop()
-        for up in self.ups:
-            h = F.interpolate(h, scale_factor=2, mode="bilinear", align_corners=False)
-            h = up(torch.cat([skips.pop(), h], dim=1))
-        return torch.sigmoid(self.outc(h))
 
 
 @dataclass

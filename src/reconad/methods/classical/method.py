@@ -1,5 +1,8 @@
 """Classical baselines on raw pixels: PCA reconstruction error, Isolation Forest, OC-SVM.
 
+The contract of all three (they share the input handling of ``_Classical``, and have no
+network: what they learn is plain buffers); the card is ``README.md``.
+
 Each is fitted with scikit-learn inside ``fit_closed_form`` and the estimator is then thrown
 away: what it learned is copied into buffers (float64, so scores match scikit-learn to
 rounding), and ``score`` recomputes scikit-learn's numbers in torch from those buffers. So the

@@ -1,6 +1,7 @@
 """DDR-ID: Dual Deep Reconstruction networks based Image Decomposition (Lin et al.,
-arXiv 2007.09431). **Reconstructed from the published abstract**: no code or full text is
-public, so everything below the [paper] line is our reading (``../shared/METHODS.md`` §2).
+arXiv 2007.09431): the contract. **Reconstructed from the published abstract**: no code or
+full text is public, so everything below the [paper] line is our reading (``../shared/METHODS.md``
+§2). The LeNet-type networks are in ``network.py``, the card in ``README.md``.
 
 [paper] Two reconstruction networks are trained jointly with three losses (a one-class
 loss, a latent-space constraint and a reconstruction loss); an image is decomposed into a
@@ -29,7 +30,7 @@ the normal-class latent space and one in image space.
   and min-max scaling by the training images' range; the networks see and rebuild that.
   On a validation split of MNIST training data (class 8) it lifted the fused AUROC from
   86.5 to 93.8 with S_img in the network's space, 94.7 with S_img in image space (the
-  default, ``image_error``; see docs/methods.md).
+  default, ``image_error``; see README.md).
 * Scores: S_lat = ||E_n(x) - c||^2 and S_img = mean (x - x_n)^2; each is standardised by
   its mean and standard deviation on held-out normal images (``calibrate``), and the
   image score is their sum (``score="fused"``; "latent" and "image" pick one). Both are
@@ -42,10 +43,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from reconad.methods.base import Method, OptimGroup, ScoreOutput, Stage, register
+from reconad.methods.ddrid.network import LeNetDecoder, LeNetEncoder
 
 #: A latent constraint: (z_n, z_r, config) -> scalar loss.
 LatentConstraint = Callable[[Tensor, Tensor, "DDRIDConfig"], Tensor]
@@ -75,65 +76,6 @@ LATENT_CONSTRAINTS: dict[str, LatentConstraint] = {
 def register_latent_constraint(name: str, fn: LatentConstraint) -> None:
     """Plug in another latent constraint, selectable as ``latent_constraint=name``."""
     LATENT_CONSTRAINTS[name] = fn
-
-
-def _bn(c: int, norm: bool) -> nn.Module:
-    return nn.BatchNorm2d(c, eps=1e-4, affine=False) if norm else nn.Identity()
-
-
-class LeNetEncoder(nn.Module):
-    """Deep SVDD-style encoder: (5x5 conv, BN, LeakyReLU, 2x2 max-pool) per width, dense."""
-
-    def __init__(self, channels: int, widths: tuple[int, ...], rep_dim: int, size: tuple) -> None:
-        super().__init__()
-        layers: list[nn.Module] = []
-        c, (h, w) = channels, size
-        for width in widths:
-            layers += [nn.Conv2d(c, width, 5, padding=2, bias=False), _bn(width, True)]
-            layers += [nn.LeakyReLU(0.01), nn.MaxPool2d(2)]
-            c, h, w = width, h // 2, w // 2
-        self.features = nn.Sequential(*layers)
-        self.fc = nn.Linear(c * h * w, rep_dim, bias=False)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.fc(self.features(x).flatten(1))
-
-
-class LeNetDecoder(nn.Module):
-    """The mirrored decoder: dense to the deepest feature map, then upsample + 5x5 conv."""
-
-    def __init__(
-        self,
-        channels: int,
-        widths: tuple[int, ...],
-        rep_dim: int,
-        size: tuple[int, int],
-        norm: bool = True,
-        sigmoid: bool = True,
-    ) -> None:
-        super().__init__()
-        self.sizes = [tuple(size)]
-        for _ in widths:
-            self.sizes.append((self.sizes[-1][0] // 2, self.sizes[-1][1] // 2))
-        self.start = (widths[-1], *self.sizes[-1])
-        self.fc = nn.Linear(rep_dim, widths[-1] * self.sizes[-1][0] * self.sizes[-1][1], False)
-        self.norm0 = _bn(widths[-1], norm)
-        outs = [*widths[:-1][::-1], channels]
-        self.convs = nn.ModuleList(
-            nn.Conv2d(c_in, c_out, 5, padding=2, bias=False)
-            for c_in, c_out in zip(widths[::-1], outs, strict=True)
-        )
-        self.norms = nn.ModuleList(_bn(c, norm) for c in outs[:-1])
-        self.sigmoid = sigmoid
-
-    def forward(self, z: Tensor) -> Tensor:
-        # z.shape[0], not len(z): an ONNX export traces it as the batch size, not a constant
-        h = F.leaky_relu(self.norm0(self.fc(z).view(z.shape[0], *self.start)), 0.01)
-        for i, conv in enumerate(self.convs):
-            h = conv(F.interpolate(h, size=self.sizes[-2 - i], mode="nearest"))
-            if i < len(self.norms):
-                h = F.leaky_relu(self.norms[i](h), 0.01)
-        return torch.sigmoid(h) if self.sigmoid else h
 
 
 @dataclass

@@ -45,7 +45,8 @@ from reconad.methods.base import (
     cat_outputs,
     register,
 )
-from reconad.methods.draem.network import DiscriminativeNet, ReconstructiveNet, draem_init
+from reconad.methods.blocks import dcgan_init
+from reconad.methods.draem.network import DiscriminativeNet, ReconstructiveNet
 from reconad.scoring import map_image_scores, mean_filter_side
 from reconad.synthetic import synthesize
 
@@ -132,7 +133,7 @@ class DRAEM(Method):
             raise ValueError(f"topk must lie in (0, 1]; got {c.topk}")
         self.recon = ReconstructiveNet(self.channels, c.recon_width)
         self.disc = DiscriminativeNet(2 * self.channels, c.disc_width)
-        draem_init(self)
+        dcgan_init(self)
 
     # ---- training -------------------------------------------------------------------
     def stages(self) -> list[Stage]:

@@ -20,21 +20,18 @@ from itertools import pairwise
 import torch
 from torch import Tensor, nn
 
-
-def _conv_bn_relu(c_in: int, c_out: int) -> list[nn.Module]:
-    return [nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+from reconad.methods.blocks import DoubleConv, conv_bn_relu, dcgan_init
 
 
 def double_conv(c_in: int, c_out: int, c_mid: int | None = None) -> nn.Sequential:
     """Two 3x3 convolution + BN + ReLU layers: ``c_in -> c_mid -> c_out``."""
-    c_mid = c_out if c_mid is None else c_mid
-    return nn.Sequential(*_conv_bn_relu(c_in, c_mid), *_conv_bn_relu(c_mid, c_out))
+    return DoubleConv(c_in, c_out, c_mid)
 
 
 def up_conv(c_in: int, c_out: int) -> nn.Sequential:
     """Bilinear 2x upsampling (corners aligned) and one 3x3 convolution + BN + ReLU."""
     up = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True)
-    return nn.Sequential(up, *_conv_bn_relu(c_in, c_out))
+    return nn.Sequential(up, *conv_bn_relu(c_in, c_out))
 
 
 class Encoder(nn.Module):
@@ -120,15 +117,8 @@ class DiscriminativeNet(nn.Module):
         return self.head(h)
 
 
-def draem_init(module: nn.Module) -> None:
-    """The official initialisation: convolution weights N(0, 0.02) (biases keep PyTorch's
-    default), batch-norm scales N(1, 0.02) and shifts 0."""
-    for m in module.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.normal_(m.weight, 0.0, 0.02)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.normal_(m.weight, 1.0, 0.02)
-            nn.init.zeros_(m.bias)
+#: The official initialisation (DCGAN's): see :func:`reconad.methods.blocks.dcgan_init`.
+draem_init = dcgan_init
 
 
 __all__ = [

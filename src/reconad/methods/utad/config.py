@@ -2,7 +2,7 @@
 
 Defaults are the ``paper`` preset [paper, official configs]; ``cpu`` overrides widths and
 schedule so that both stages train on 686 images at 128 x 128 in about 27 min on 2 cores
-(measurements in docs/methods.md).
+(measurements in README.md, the card).
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ class UTADConfig:
     # inference
     n_samples: int = 10
     score_sigma: float = 4.0
-    # scoring variants of the official script's arithmetic (docs/methods.md); off = ours
+    # scoring variants of the official script's arithmetic (README.md); off = ours
     var_weight: float = 1.0  # 255: its uint8 residuals against a variance of 0-255 images
     ssim_range: float = 1.0  # 2: scikit-image's old data range for float images
     match_range: bool = False  # rescale generated images onto the reference's range
@@ -65,7 +65,7 @@ class UTADConfig:
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # First key = default; chosen in docs/methods.md (<= 30 min on 2 cores, 686 images).
+    # First key = default; chosen in README.md (<= 30 min on 2 cores, 686 images).
     "cpu": {
         "ie_filters": (8, 16, 32),
         "ie_epochs": 30,
@@ -73,7 +73,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "expert_dim": 8,
         "mlp_dim": 32,
         "dis_dim": 8,
-        # 16, not 20: 20 took 31.8 min on the slowest 2-core host we measured (docs/methods.md)
+        # 16, not 20: 20 took 31.8 min on the slowest 2-core host we measured (README.md)
         "expert_epochs": 16,
         "expert_batch_size": 8,
         "expert_lr": 4e-4,

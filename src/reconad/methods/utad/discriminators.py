@@ -79,13 +79,4 @@ class MultiScaleDiscriminator(nn.Module):
         return outs
 
 
-def gaussian_init(module: nn.Module, std: float = 0.02) -> None:
-    """N(0, 0.02) weights, zero biases (MUNIT's discriminator initialisation)."""
-    for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
-            nn.init.normal_(m.weight, 0.0, std)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-
-
-__all__ = ["MultiScaleDiscriminator", "gaussian_init"]
+__all__ = ["MultiScaleDiscriminator"]

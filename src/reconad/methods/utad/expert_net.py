@@ -154,13 +154,4 @@ class ExpertNet(nn.Module):
         return self.image.decode(self.impression.content(m), self.image.detail(x))
 
 
-def kaiming_init(module: nn.Module) -> None:
-    """Kaiming-normal (fan-in) weights and zero biases: the official generator init."""
-    for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
-            nn.init.kaiming_normal_(m.weight, a=0, mode="fan_in")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-
-
-__all__ = ["AdaINResBlock", "DomainCoder", "ExpertNet", "ResBlock", "kaiming_init"]
+__all__ = ["AdaINResBlock", "DomainCoder", "ExpertNet", "ResBlock"]

@@ -29,7 +29,7 @@ Our reading [reconstructed]:
 * Image score: maximum of the map smoothed by a Gaussian of ``score_sigma`` pixels at
   256 x 256 (scaled with the input side). Residuals are clipped to [0, 1] and all terms
   are in [0, 1] intensity units. The official script's own arithmetic differs in three
-  ways, each an option (off by default; measured in docs/methods.md): uint8 residuals
+  ways, each an option (off by default; measured in README.md): uint8 residuals
   against a variance of 0-255 images (``var_weight=255``), scikit-image's old data range
   of 2 for float SSIM (``ssim_range=2``), and every generated image min-max rescaled onto
   its reference's range before SSIM (``match_range``). Its variance loop does not run as
@@ -48,7 +48,7 @@ Our reading [reconstructed]:
 
 Presets (``config.py``): ``paper`` (meant for 256 x 256, the published widths and
 schedule) and ``cpu`` (the default, meant for 128 x 128: about 27 min for both stages on
-686 images and 2 cores); costs and probes in docs/methods.md.
+686 images and 2 cores); costs and probes in README.md.
 """
 
 from __future__ import annotations
@@ -59,9 +59,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from reconad.methods.base import Method, OptimGroup, ScoreOutput, Stage, register
+from reconad.methods.blocks import gaussian_init, kaiming_init
 from reconad.methods.utad.config import AUGMENTS, PRESETS, UTADConfig
-from reconad.methods.utad.discriminators import MultiScaleDiscriminator, gaussian_init
-from reconad.methods.utad.expert_net import ExpertNet, kaiming_init
+from reconad.methods.utad.discriminators import MultiScaleDiscriminator
+from reconad.methods.utad.expert_net import ExpertNet
 from reconad.methods.utad.ie_net import IENet, MICritics
 from reconad.methods.utad.losses import (
     anomaly_map,
