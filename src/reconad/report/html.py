@@ -204,12 +204,8 @@ def write_test_report(
     gallery = build_gallery(det, test, np.asarray(metrics["scores"]), gallery_size)
     body = [model_card(config, metrics, data)]
     body += evaluation_sections(metrics, test, published, config["method"], gallery)
-    body.append(_curves_section(curves, curves_note))
     title = f"reconad report: {config['method']} on {Path(data).name or data}"
-    html = page(title, _stamp(), body)
-    path = Path(path)
-    atomic_write(path, lambda p: p.write_text(html, encoding="utf-8"))
-    return path
+    return _write_page(path, title, body, curves, curves_note)
 
 
 def write_benchmark_report(
@@ -241,8 +237,15 @@ def write_benchmark_report(
         record, test, published, method, gallery,
         "No gallery: the fitted models were not kept (run the benchmark with --save-models).",
     )  # fmt: skip
-    body.append(_curves_section(curves, curves_note))
     title = f"reconad benchmark: {method} on {record['dataset']}"
+    return _write_page(path, title, body, curves, curves_note)
+
+
+def _write_page(
+    path: str | Path, title: str, body: list[str], curves: Curves | None, curves_note: str
+) -> Path:
+    """Close ``body`` with the training curves and write the page atomically."""
+    body.append(_curves_section(curves, curves_note))
     html = page(title, _stamp(), body)
     path = Path(path)
     atomic_write(path, lambda p: p.write_text(html, encoding="utf-8"))
