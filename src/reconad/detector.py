@@ -54,6 +54,20 @@ MODEL_FORMAT = "reconad-model/1"
 LARGE_SIDE = 512
 
 
+@dataclasses.dataclass
+class Scored:
+    """What one scoring pass (``Detector._run``) gives: image scores, maps ``(N, H, W)``
+    (None unless asked for, or from a method without maps), the first images' extras, the
+    method's alternative scores (``components``) and, when a fusion is about to be fitted,
+    its raw views (then ``scores`` is None)."""
+
+    scores: np.ndarray | None
+    maps: np.ndarray | None = None
+    extras: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    components: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    views: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+
+
 class NotFittedError(RuntimeError):
     """The detector was used before ``fit`` (or ``load``)."""
 
@@ -266,11 +280,11 @@ class Detector(BaseEstimator):
                     normals = tiling.cut(normals, self.patch_, self._tile_stride)
                 self.method_.calibrate(normals.float() / 255.0)
             if fusion is not None:  # fitted on the held-out normals only
-                self.scoring_ = fusion.fit(self._run(val_images, maps=False, views=fusion))
+                self.scoring_ = fusion.fit(self._run(val_images, maps=False, views=fusion).views)
         # held-out normals and synthetic defects only, before the threshold is set on them
         self._choose_image_score(val_images, fused=fusion is not None)
         if val_images is not None:
-            self.val_scores_ = self._run(val_images, maps=False)["scores"]
+            self.val_scores_ = self._run(val_images, maps=False).scores
             self.threshold_ = threshold_at_fpr(self.val_scores_, self.target_fpr)
         return self
 
@@ -388,8 +402,8 @@ class Detector(BaseEstimator):
         """Every image score a map method offers for uint8 model-size images ``(N, C, H, W)``:
         ``native``, ``map_max`` and ``map_topk`` (what ``image_score='auto'`` chooses from)."""
         out = self._run(images, maps=False, components=True, map_scores=True, fused=False)
-        comps = out["components"]
-        return {"native": out["scores"], **{k: comps[k] for k in CANDIDATES if k in comps}}
+        comps = out.components
+        return {"native": out.scores, **{k: comps[k] for k in CANDIDATES if k in comps}}
 
     def _warn_if_short(self, cls, config, channels: int, size, n: int) -> None:
         """Warn when this run takes fewer optimiser steps than its preset was chosen with
@@ -494,12 +508,12 @@ class Detector(BaseEstimator):
         components: bool = False,
         fused: bool = True,
         map_scores: bool = False,
-    ) -> dict[str, Any]:
+    ) -> Scored:
         """Score uint8 images in batches; keep maps, the first ``extras`` images' extras and,
         with ``components``, the method's alternative scores (``ScoreOutput.components``).
 
         With a fitted score fusion (``scoring_``) the scores are its fused views; given
-        ``views`` (a fusion about to be fitted), the raw views are returned instead; with
+        ``views`` (a fusion about to be fitted), only the raw views (``Scored.views``); with
         ``fused=False``, the method's own scores, whatever fusion is fitted.
         """
         self.method_.eval()
@@ -543,15 +557,15 @@ class Detector(BaseEstimator):
                         comps.setdefault(k, []).append(v.detach().float().cpu().numpy())
         raw = {k: np.concatenate(v) for k, v in raw.items()}
         if views is not None:
-            return raw
+            return Scored(scores=None, views=raw)
         if fusion is not None:
             scores = [self._finite(fusion.transform(raw), 0)]
-        return {
-            "scores": np.concatenate(scores),
-            "maps": np.concatenate(amaps) if amaps else None,
-            "extras": {k: torch.cat(v).numpy() for k, v in kept.items()},
-            "components": {k: np.concatenate(v) for k, v in comps.items()},
-        }
+        return Scored(
+            scores=np.concatenate(scores),
+            maps=np.concatenate(amaps) if amaps else None,
+            extras={k: torch.cat(v).numpy() for k, v in kept.items()},
+            components={k: np.concatenate(v) for k, v in comps.items()},
+        )
 
     def _finite(self, s: np.ndarray, start: int) -> np.ndarray:
         if not np.isfinite(s).all():
@@ -563,7 +577,7 @@ class Detector(BaseEstimator):
 
     def score_samples(self, X: ImageInput) -> np.ndarray:
         """Image anomaly scores, ``(N,)``; higher = more anomalous."""
-        return self._run(self._prepare(self._as_set(X)), maps=False)["scores"]
+        return self._run(self._prepare(self._as_set(X)), maps=False).scores
 
     def anomaly_maps(
         self, X: ImageInput, original_size: bool = False
@@ -575,7 +589,7 @@ class Detector(BaseEstimator):
             ValueError: if the method produces no maps (e.g. ``iforest``).
         """
         data = self._as_set(X)
-        maps = self._run(self._prepare(data))["maps"]
+        maps = self._run(self._prepare(data)).maps
         if maps is None:
             raise ValueError(f"method {self.method!r} produces image scores only, no maps")
         return resize_maps(maps, data.orig_sizes) if original_size else maps
@@ -630,9 +644,11 @@ class Detector(BaseEstimator):
         fusion = make_fusion(score_views, difficulty, difficulty_mode)
         images = self._prepare(self._as_set(X))
         if fusion is None:  # the method's own score, without this detector's fusion
-            return self._run(images, maps=False, fused=False)["scores"]
-        fusion.fit(self._run(self._prepare(self._as_set(validation)), maps=False, views=fusion))
-        return self._finite(fusion.transform(self._run(images, maps=False, views=fusion)), 0)
+            return self._run(images, maps=False, fused=False).scores
+        fusion.fit(
+            self._run(self._prepare(self._as_set(validation)), maps=False, views=fusion).views
+        )
+        return self._finite(fusion.transform(self._run(images, maps=False, views=fusion).views), 0)
 
     def explain(
         self, X: ImageInput, n: int | None = None, maps: bool = True, map_scores: bool = False
@@ -645,9 +661,14 @@ class Detector(BaseEstimator):
         images = self._prepare(data)
         n = len(images) if n is None else n
         out = self._run(images, maps=maps, extras=n, components=True, map_scores=map_scores)
-        out["orig_sizes"] = data.orig_sizes
-        out["paths"] = data.paths
-        return out
+        return {
+            "scores": out.scores,
+            "maps": out.maps,
+            "extras": out.extras,
+            "components": out.components,
+            "orig_sizes": data.orig_sizes,
+            "paths": data.paths,
+        }
 
     @property
     def provenance_(self) -> str:

@@ -25,6 +25,11 @@ standard deviation, and the standardised views are summed (weights a = b = c = 1
 each raw view before standardising is our reading of ``S / D(x)``: a z-score can be negative,
 and dividing it by D would reverse the order of below-average images. All fitted state is
 plain floats, saved as JSON.
+
+Layers: the map primitives (``mse_map``, ``ssim_map``, ``ssim_window``, the mean filter and
+``map_image_scores``, ``feature_dissimilarity``) live in :mod:`reconad.methods.maps`, below the
+methods that use them, and are re-exported here. This module sits above the methods: it may
+import them, and no method imports it (``tests/test_layers.py``).
 """
 
 from __future__ import annotations
@@ -38,11 +43,18 @@ import numpy as np
 import torch
 from kornia.color import rgb_to_grayscale
 from kornia.filters import sobel
-from kornia.metrics import ssim
 from PIL import Image
 from torch import Tensor, nn
 
 from reconad.calibration import Standardizer
+from reconad.methods.maps import (  # re-exported: the map primitives live below the methods
+    feature_dissimilarity,
+    map_image_scores,
+    mean_filter_side,
+    mse_map,
+    ssim_map,
+    ssim_window,
+)
 
 VIEWS = ("mse", "ssim", "feature", "native")
 MULTIVIEW = ("mse", "ssim", "feature")
@@ -66,6 +78,8 @@ __all__ = [
     "frozen_network",
     "gray_entropy",
     "make_fusion",
+    "map_image_scores",
+    "mean_filter_side",
     "mean_gradient",
     "mse_map",
     "ssim_map",
@@ -73,62 +87,6 @@ __all__ = [
     "parse_variant",
     "variant_name",
 ]
-
-
-# ---- residual maps ------------------------------------------------------------------------
-def mean_filter_side(size: tuple[int, int], side_at_256: int = 21) -> int:
-    """A mean filter's side at this input size: ``side_at_256`` scaled with the shorter
-    side, odd, at least 1 (DRAEM's 21 x 21 at 256 x 256 is 11 at 128, 3 at 32)."""
-    k = int(round(side_at_256 * min(size) / 256))
-    return max(1, k if k % 2 else k + 1)
-
-
-def map_image_scores(amap: Tensor, side_at_256: int = 21, topk: float = 0.01) -> dict[str, Tensor]:
-    """Image scores read off an anomaly map ``(B, 1, H, W)``, for any map method.
-
-    ``map_max``: the maximum of the map after a mean filter (zero padding counted, as
-    DRAEM's official score), so one hot pixel does not decide. ``map_topk``: the mean of the
-    top ``topk`` fraction of pixels. Both see a small defect that a mean error dilutes.
-    """
-    size = (int(amap.shape[-2]), int(amap.shape[-1]))  # ints, also while tracing (export)
-    k = mean_filter_side(size, side_at_256)
-    smooth = torch.nn.functional.avg_pool2d(amap.float(), k, stride=1, padding=k // 2)
-    flat = amap.float().flatten(1)
-    top = max(1, int(np.ceil(topk * (size[0] * size[1]))))
-    return {
-        "map_max": smooth.flatten(1).amax(1),
-        "map_topk": flat.topk(top, dim=1).values.mean(1),
-    }
-
-
-def mse_map(x: Tensor, x_hat: Tensor) -> Tensor:
-    """Squared error per pixel, averaged over channels: ``(B, 1, H, W)``."""
-    return (x - x_hat).pow(2).mean(1, keepdim=True)
-
-
-def ssim_window(size: tuple[int, int], window: int = 11) -> int:
-    """An odd SSIM window no larger than the image's shorter side (at least 3)."""
-    side = min(size)
-    return max(3, min(window, side if side % 2 else side - 1))
-
-
-def ssim_map(x: Tensor, x_hat: Tensor, window: int = 11) -> Tensor:
-    """1 - SSIM per pixel (Gaussian window, sigma 1.5), averaged over channels, >= 0."""
-    w = ssim_window(tuple(x.shape[-2:]), window)
-    return (1.0 - ssim(x_hat, x, w)).mean(1, keepdim=True).clamp_min(0.0)
-
-
-def feature_dissimilarity(a: Tensor, b: Tensor) -> Tensor:
-    """1 - cosine similarity of ``(B, D)`` features, as 0.5 ||a/|a| - b/|b| ||^2.
-
-    The squared-distance form is exactly 0 for identical features (``1 - cos`` in floating
-    point is not), which keeps a perfect reconstruction's view at 0.
-    """
-    a = a.flatten(1).double()
-    b = b.flatten(1).double()
-    a = a / a.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    b = b / b.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    return 0.5 * (a - b).pow(2).sum(1)
 
 
 class RandomFeatures(nn.Module):

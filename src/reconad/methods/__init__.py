@@ -1,9 +1,9 @@
 """Registered methods. Importing this package registers every built-in method.
 
 Registration is by discovery: every subpackage (or module) of ``reconad.methods`` other than
-``base`` and ``blocks`` is imported, and its ``@register`` decorators list its methods. A new
-method is one new folder, ``methods/<name>/`` with ``network.py``, ``method.py``,
-``README.md`` and an ``__init__.py`` that imports ``method``.
+``base``, ``blocks`` and ``maps`` (shared code) is imported, and its ``@register`` decorators
+list its methods. A new method is one new folder, ``methods/<name>/`` with ``network.py``,
+``method.py``, ``README.md`` and an ``__init__.py`` that imports ``method``.
 """
 
 import importlib
@@ -30,7 +30,7 @@ __all__ = [
 ]
 
 #: Modules of this package that hold shared code, not methods.
-NOT_METHODS = frozenset({"base", "blocks"})
+NOT_METHODS = frozenset({"base", "blocks", "maps"})
 
 
 def _discover() -> list[str]:

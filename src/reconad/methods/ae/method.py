@@ -27,6 +27,7 @@ from torch import Tensor
 from reconad.methods.ae.network import bergmann_decoder, bergmann_encoder
 from reconad.methods.base import Method, OptimGroup, ScoreOutput, Stage, register
 from reconad.methods.blocks import he_init
+from reconad.methods.maps import mse_map, ssim_map, ssim_window
 
 
 @dataclass
@@ -104,7 +105,7 @@ class AutoEncoder(_BergmannAE):
         return F.mse_loss(self(batch), batch)
 
     def residual_map(self, x: Tensor, x_hat: Tensor) -> Tensor:
-        return (x - x_hat).pow(2).mean(1, keepdim=True)
+        return mse_map(x, x_hat)
 
 
 @register
@@ -120,15 +121,13 @@ class SSIMAutoEncoder(_BergmannAE):
 
     def _window(self) -> int:
         # An SSIM window larger than the image is meaningless; keep it odd and <= the side.
-        side = min(self.image_size)
-        w = min(self.config.ssim_window, side if side % 2 else side - 1)
-        return max(3, w)
+        return ssim_window(self.image_size, self.config.ssim_window)
 
     def training_step(self, batch: Tensor, stage: str) -> Tensor:
         return 1.0 - ssim(self(batch), batch, self._window()).mean()
 
     def residual_map(self, x: Tensor, x_hat: Tensor) -> Tensor:
-        return (1.0 - ssim(x_hat, x, self._window())).mean(1, keepdim=True).clamp_min(0.0)
+        return ssim_map(x, x_hat, self._window())
 
 
 __all__ = ["AEConfig", "AutoEncoder", "SSIMAutoEncoder"]

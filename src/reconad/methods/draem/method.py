@@ -47,7 +47,7 @@ from reconad.methods.base import (
 )
 from reconad.methods.blocks import dcgan_init
 from reconad.methods.draem.network import DiscriminativeNet, ReconstructiveNet
-from reconad.scoring import map_image_scores, mean_filter_side
+from reconad.methods.maps import map_image_scores, mean_filter_side
 from reconad.synthetic import synthesize
 
 

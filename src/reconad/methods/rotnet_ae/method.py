@@ -46,8 +46,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from reconad.methods.base import Method, OptimGroup, ScoreOutput, Stage, register
+from reconad.methods.maps import feature_dissimilarity, mse_map, ssim_map
 from reconad.methods.rotnet_ae.network import Bottleneck, conv_decoder, conv_encoder, run_decoder
-from reconad.scoring import feature_dissimilarity, mse_map, ssim_map
 
 ROT_VIEWS = ("mse", "ssim", "feature", "rotation")
 
