@@ -507,15 +507,12 @@ def _model_config(model: Path, det) -> dict[str, Any]:
 
 
 def _training_curves(model: Path, cfg: dict[str, Any]):
-    """``(curves, where from)``: the run log when reconad.runlog can read one, else the
+    """``(curves, where from)``: the run log when the model folder has one, else the
     per-epoch losses every model keeps in its config.json."""
     from reconad.report.html import history_curves
+    from reconad.runlog import read_run_log
 
-    try:
-        from reconad.runlog import read_run_log
-    except ImportError:
-        read_run_log = None
-    curves = read_run_log(model) if read_run_log is not None else None
+    curves = read_run_log(model)
     if curves:
         return curves, f"Per optimiser step, from the run log in {model}."
     return history_curves(cfg), "Mean loss per epoch, from the training history in config.json."
