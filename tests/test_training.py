@@ -168,7 +168,8 @@ def test_ddp_on_two_cpu_processes_trains_a_working_model(tmp_path, mnist_small):
 
 
 def test_stage_frozen_target_is_computed_once_and_paired_with_each_batch():
-    """A stage's ``frozen_target`` runs once per image; batches carry (x, target) in order."""
+    """A stage's ``frozen_target`` runs once per image; each batch reaches the step with
+    its own images' targets, as the named field ``target``."""
     from reconad.methods.base import Stage
 
     calls: list[int] = []
@@ -184,16 +185,16 @@ def test_stage_frozen_target_is_computed_once_and_paired_with_each_batch():
             calls.append(len(x))
             return 1.0 - x  # a frozen function of the input that the step can check
 
-        def training_step(self, batch, stage):
-            seen.append(batch.detach().clone())
-            return super().training_step(batch[:, :1], stage)
+        def training_step(self, batch, stage, target=None):
+            seen.append((batch.detach().clone(), target))
+            return super().training_step(batch, stage)
 
     m = Paired(base.make_config(epochs=3), 1, (32, 32))
     train(m, _images(40), TrainConfig(progress=False))
     assert sum(calls) == 40
     assert len(seen) == 3 * (40 // 16)
-    for b in seen:
-        assert b.shape[1] == 2 and torch.allclose(b[:, 1:], 1.0 - b[:, :1])
+    for b, t in seen:
+        assert b.shape[1] == 1 and t is not None and torch.allclose(t, 1.0 - b)
 
 
 def test_channels_last_training_gives_the_same_model_in_the_usual_layout():

@@ -414,8 +414,9 @@ def _run_epoch(
         if augment:
             x = augment_batch(x, augment)
         if len(batch) > 1:  # the stage's frozen targets, computed once at its start
-            x = torch.cat([x, batch[1]], dim=1)
-        out = model.training_step(x, stage.name)
+            out = model.training_step(x, stage.name, target=batch[1])
+        else:
+            out = model.training_step(x, stage.name)
         losses = out if isinstance(out, dict) else {next(iter(stage.groups)): out}
         for opt in optimizers.values():
             opt.zero_grad(set_to_none=True)

@@ -95,7 +95,7 @@ class Stage:
     ``frozen_target``, when set, is a deterministic, frozen function of the input (e.g. the
     output of an earlier stage's network in eval mode). The loop computes it once for every
     training image when the stage starts, instead of once per image per epoch, and each batch
-    then reaches ``training_step`` as ``torch.cat([x, frozen_target(x)], dim=1)``.
+    then reaches ``training_step`` with its images' targets as the keyword ``target``.
     """
 
     name: str
@@ -187,8 +187,12 @@ class Method(nn.Module):
         """The training stages, in order. Empty for closed-form (classical) methods."""
         return []
 
-    def training_step(self, batch: Tensor, stage: str) -> Tensor | dict[str, Tensor]:
-        """Loss for one batch of images in [0, 1], ``(B, C, H, W)``."""
+    def training_step(
+        self, batch: Tensor, stage: str, target: Tensor | None = None
+    ) -> Tensor | dict[str, Tensor]:
+        """Loss for one batch of images in [0, 1], ``(B, C, H, W)``. ``target``: the
+        stage's frozen target of each image (``Stage.frozen_target``), for stages that
+        declare one; other stages are called without it."""
         raise NotImplementedError
 
     def on_stage_start(self, stage: str, batches: Iterable[Tensor]) -> None:

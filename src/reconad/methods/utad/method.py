@@ -209,11 +209,13 @@ class UTAD(Method):
         with torch.no_grad():
             return self.ie(x)[0]
 
-    def training_step(self, batch: Tensor, stage: str) -> dict[str, Tensor]:
+    def training_step(
+        self, batch: Tensor, stage: str, target: Tensor | None = None
+    ) -> dict[str, Tensor]:
         if stage == "impression":
             return self._impression_step(batch)
         if stage == "expert":
-            return self._expert_step(batch)
+            return self._expert_step(batch, target)
         raise ValueError(f"utad has stages 'impression' and 'expert'; got {stage!r}")
 
     def _impression_step(self, x: Tensor) -> dict[str, Tensor]:
@@ -239,11 +241,11 @@ class UTAD(Method):
             out["d_img"] = c.w_gan_img * lsgan_d(self.image_dis(x), self.image_dis(m.detach()))
         return {"ie": loss, **out}
 
-    def _expert_step(self, x: Tensor) -> dict[str, Tensor]:
+    def _expert_step(self, x: Tensor, m: Tensor | None = None) -> dict[str, Tensor]:
+        """Stage 2 on images ``x`` and their frozen impressions ``m`` (the training loop
+        computes them once when the stage starts; computed here when not given)."""
         c, e = self.config, self.expert
-        if x.shape[1] == 2 * self.channels:  # (x, impression) paired by the training loop
-            x, m = x.split(self.channels, dim=1)
-        else:
+        if m is None:
             m = self._frozen_impression(x)
         xi, xm = _to_pm1(x), _to_pm1(m)
         c_i, s_i = e.image.encode(xi)
