@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 from entropy_correlation import SUMMARY as CORRELATED  # the script beside this one
 
-from reconad.benchmark import collect_records, summarize
+from reconad.protocols.one_class import collect_records
+from reconad.protocols.one_class_summary import summarize
 from reconad.reference import published_auroc
 
 VARIANTS = [

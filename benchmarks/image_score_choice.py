@@ -22,7 +22,7 @@ from pathlib import Path
 from reconad import Detector
 from reconad.data.folders import read_mvtec
 from reconad.data.protocol import holdout_split
-from reconad.industrial import collect_industrial, image_score_entries, resolve_category
+from reconad.protocols.industrial import collect_industrial, image_score_entries, resolve_category
 from reconad.serialize import write_json
 
 

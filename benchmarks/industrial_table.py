@@ -15,8 +15,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from reconad.industrial import collect_industrial
-from reconad.industrial_summary import summarize_industrial
+from reconad.protocols.industrial import collect_industrial
+from reconad.protocols.industrial_summary import summarize_industrial
 
 
 def _cell(rows: dict, key: str, digits: int = 1) -> str:

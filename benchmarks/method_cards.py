@@ -5,8 +5,8 @@ Each card (``src/reconad/methods/<package>/README.md``) holds its table between 
 table lists every ``benchmarks/results/**/summary.json`` written by a method the package
 registers (its ``method`` field, or for the adversarial protocol its folder name), one
 table per data set: the results folder, the seeds and the headline metrics. Three kinds of
-summary are read: one-class (``reconad.benchmark.summarize``), industrial
-(``reconad.industrial_summary.summarize_industrial``) and adversarial.
+summary are read: one-class (``reconad.protocols.one_class_summary.summarize``), industrial
+(``reconad.protocols.industrial_summary.summarize_industrial``) and adversarial.
 
     python benchmarks/method_cards.py            # rewrite the cards
     python benchmarks/method_cards.py --check    # exit 1 if a card is out of date

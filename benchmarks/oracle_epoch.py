@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from reconad.cli import _parse_set
+from reconad.cli.common import parse_set
 from reconad.data.datasets import load_dataset
 from reconad.data.protocol import one_class_split, parse_classes
 from reconad.inputs import resize_uint8, round_up
@@ -112,7 +112,7 @@ def main() -> None:
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    hp = _parse_set(args.set_)
+    hp = parse_set(args.set_)
     print(f"{'class':>5} {'last':>6} {'oracle':>6} {'epoch':>5} {'oracle+norm':>11}")
     for c in parse_classes(args.classes, 100):
         s = run(args.dataset, c, args.seed, args.preset, hp, args.data_root, out)

@@ -23,7 +23,7 @@ from rich.table import Table
 from reconad.data.datasets import load_dataset
 from reconad.data.protocol import one_class_split
 from reconad.detector import Detector
-from reconad.scoring import parse_variant
+from reconad.scoring import ScoringSpec
 
 VARIANTS = ("native", "multiview", "multiview+entropy", "multiview+entropy-subtract")
 
@@ -52,9 +52,11 @@ def main() -> None:
     for col in ("variant", "seconds", "images/s"):
         t.add_column(col, justify="right")
     for tag in args.variants.split(","):
-        score, difficulty, mode = parse_variant(tag)
+        spec = ScoringSpec.parse(tag)
         t0 = time.perf_counter()
-        det.score_variant(split.test.images, split.val.images, score, difficulty, mode)
+        det.score_variant(
+            split.test.images, split.val.images, spec.score, spec.difficulty, spec.mode
+        )
         sec = time.perf_counter() - t0
         t.add_row(tag, f"{sec:.1f}", f"{n / sec:.0f}")
     Console().print(t)

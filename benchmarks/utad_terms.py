@@ -27,7 +27,7 @@ from rich.table import Table
 
 from reconad.data.folders import read_mvtec
 from reconad.detector import Detector, resize_maps
-from reconad.industrial import industrial_metrics
+from reconad.evaluate import industrial_metrics
 from reconad.methods.utad.losses import residual, smoothed_max, to_gray
 
 #: scoring variants of the official script's arithmetic (UTADConfig fields), same weights

@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from reconad.cli import _parse_set
+from reconad.cli.common import parse_set
 from reconad.data.datasets import load_dataset
 from reconad.data.protocol import holdout_split, parse_classes
 from reconad.detector import Detector
@@ -59,7 +59,7 @@ def main() -> None:
     ap.add_argument("--set", dest="set_", action="append")
     ap.add_argument("--data-root", default="../shared/data")
     args = ap.parse_args()
-    hp = _parse_set(args.set_)
+    hp = parse_set(args.set_)
     for c in parse_classes(args.classes, 100):
         r = validation_auroc(args.dataset, args.method, c, hp, args.preset, root=args.data_root)
         print(json.dumps({"dataset": args.dataset, "method": args.method, **r}), flush=True)

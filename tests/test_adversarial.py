@@ -12,19 +12,27 @@ import torch
 import torch.nn.functional as F
 
 from reconad.adversarial import (
-    AdversarialSettings,
     attack,
     fgsm,
     parse_epsilons,
     pgd,
     predict,
-    render_adversarial,
     resolve_backend,
-    run_adversarial,
-    summarize_adversarial,
     train_classifier,
 )
-from reconad.adversarial import protocol as protocol_mod
+from reconad.protocols import AdversarialSettings, run_benchmark
+from reconad.protocols import adversarial as protocol_mod
+from reconad.protocols.adversarial import render_adversarial, summarize_adversarial
+
+
+def run_adversarial(dataset, method, classes, out, settings, log=print, detectors=None, **kw):
+    """The adversarial protocol's records, from the settings spelt as arguments."""
+    s = dataclasses.replace(
+        settings, dataset=dataset, method=method, classes=tuple(classes), out=out,
+        save_models=detectors, **kw,
+    )  # fmt: skip
+    return run_benchmark(s, log=log).records
+
 
 EPS = 8 / 255
 
@@ -81,9 +89,9 @@ def test_bad_settings_are_refused():
     with pytest.raises(ValueError, match="backend"):
         resolve_backend("cleverhans")
     with pytest.raises(ValueError, match="unknown attack"):
-        AdversarialSettings(attacks=("cw",))
+        AdversarialSettings(dataset="mnist", attacks=("cw",))
     with pytest.raises(ValueError, match="fit_on"):
-        AdversarialSettings(fit_on="some")
+        AdversarialSettings(dataset="mnist", fit_on="some")
 
 
 def test_protocol_counts_success_on_originally_correct_images_and_resumes(
@@ -94,6 +102,7 @@ def test_protocol_counts_success_on_originally_correct_images_and_resumes(
     splits = {"train": train, "test": test}
     monkeypatch.setattr("reconad.data.datasets.load_dataset", lambda n, s, root=None: splits[s])
     settings = AdversarialSettings(
+        dataset="mnist",
         attacks=("fgsm", "pgd"),
         epsilons=(4 / 255, 0.2),
         pgd_steps=3,
@@ -191,8 +200,8 @@ def test_detectors_fitted_by_the_one_class_benchmark_are_reused(mnist_test, tmp_
     """`--save-models` of the one-class protocol and the adversarial protocol's detector
     folder share a layout: a detector fitted there is loaded, not trained again, and one
     fitted with other settings is refused."""
-    from reconad.benchmark import run_protocol
     from reconad.detector import Detector
+    from tests.test_benchmark import run_protocol
 
     splits = {
         "train": mnist_test.subset(np.arange(1200)),
@@ -210,7 +219,7 @@ def test_detectors_fitted_by_the_one_class_benchmark_are_reused(mnist_test, tmp_
 
     monkeypatch.setattr(Detector, "fit", must_not_fit)
     settings = AdversarialSettings(
-        attacks=("fgsm",), epsilons=(0.2,), backend="torch", classifier_epochs=10,
+        dataset="mnist", attacks=("fgsm",), epsilons=(0.2,), backend="torch", classifier_epochs=10,
         classifier_width=8,
     )  # fmt: skip
     (rec,) = run_adversarial(

@@ -6,9 +6,17 @@ import json
 
 import pytest
 
-from reconad import benchmark
-from reconad.benchmark import render_table, run_protocol, summarize, write_summary
+from reconad.protocols import OneClassSettings, fingerprint, one_class, run_benchmark
+from reconad.protocols.one_class_summary import render_table, summarize, write_summary
 from tests.conftest import shared
+
+
+def run_protocol(dataset, method, classes, seeds, out, log=print, **kw):
+    """The one-class protocol's records, from the settings spelt as arguments."""
+    s = OneClassSettings(
+        dataset=dataset, method=method, classes=tuple(classes), seeds=tuple(seeds), out=out, **kw
+    )
+    return run_benchmark(s, log=log).records
 
 
 def test_protocol_writes_one_record_per_class_and_seed_and_resumes(tmp_path, monkeypatch):
@@ -25,7 +33,7 @@ def test_protocol_writes_one_record_per_class_and_seed_and_resumes(tmp_path, mon
     def must_not_run(*a, **k):
         raise AssertionError("a finished run was trained again")
 
-    monkeypatch.setattr(benchmark, "run_one_class", must_not_run)
+    monkeypatch.setattr(one_class, "run_one_class", must_not_run)
     again = run_protocol("mnist", "pca", [0, 1], [0], tmp_path, root=root, log=lambda *a: None)
     assert [r["auroc"] for r in again] == [r["auroc"] for r in recs]
     # Other settings in the same folder are refused, not mixed into its summary.
@@ -108,7 +116,7 @@ def test_summary_without_published_numbers():
 
 
 def test_summary_covers_every_seed_finished_in_the_folder(tmp_path):
-    from reconad.benchmark import collect_records
+    from reconad.protocols.one_class import collect_records
 
     for c, seed, auroc in [(0, 0, 98.0), (0, 1, 99.0), (1, 0, 97.0), (5, 0, 50.0)]:
         (tmp_path / f"class{c}_seed{seed}.json").write_text(json.dumps(_rec(c, seed, auroc)))
@@ -128,9 +136,9 @@ def test_a_live_config_matches_the_settings_a_file_stores():
     for name in list_methods():
         cls = get_method(name)
         for preset in cls.presets:
-            wanted = benchmark.resolved_settings(name, preset)
+            wanted = fingerprint.resolved_settings(name, preset)
             live = {**wanted, "hparams": dataclasses.asdict(cls.make_config(preset))}
-            assert benchmark.settings_mismatch(live, wanted) == [], (name, preset)
-    wanted = benchmark.resolved_settings("ddrid")
+            assert fingerprint.settings_mismatch(live, wanted) == [], (name, preset)
+    wanted = fingerprint.resolved_settings("ddrid")
     other = {**wanted, "hparams": {**wanted["hparams"], "milestones": (0.5,)}}
-    assert benchmark.settings_mismatch(other, wanted) == ["hparams.milestones"]
+    assert fingerprint.settings_mismatch(other, wanted) == ["hparams.milestones"]

@@ -12,11 +12,11 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from reconad import benchmark
 from reconad.detector import Detector
 from reconad.methods import get_method
 from reconad.methods.ddrid import DDRID, LATENT_CONSTRAINTS, register_latent_constraint
 from reconad.metrics import image_auroc
+from reconad.protocols import OneClassSettings, one_class, one_class_summary
 
 
 def _model(channels: int = 1, size: int = 28, **hp) -> DDRID:
@@ -183,7 +183,7 @@ def test_separates_real_mnist_digits(mnist_small, tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
     assert panels == [["input", "x_n", "x_r", "residual"]]
     assert (tmp_path / "hm" / "digit_grid.png").stat().st_size > 0
-    for cmd in (["fit", "--help"], ["benchmark", "--help"], ["list"]):
+    for cmd in (["fit", "--help"], ["benchmark", "one-class", "--help"], ["list"]):
         out = CliRunner().invoke(app, cmd, env={"COLUMNS": "250"}).output  # no wrapping
         assert label in " ".join(out.replace("│", " ").split()), cmd
 
@@ -191,13 +191,14 @@ def test_separates_real_mnist_digits(mnist_small, tmp_path, monkeypatch):
 def test_benchmark_records_components_and_prints_reference_methods(mnist_test):
     idx = np.arange(3000)
     train, test = mnist_test.subset(idx[:2000]), mnist_test.subset(np.arange(3000, 3600))
-    rec = benchmark.run_one_class(
-        "mnist", train, test, 0, "ddrid", 0, progress=False,
+    settings = OneClassSettings(
+        dataset="mnist", method="ddrid", progress=False,
         hparams={"pretrain_epochs": 2, "epochs": 2},
     )  # fmt: skip
+    rec = one_class.run_one_class("mnist", train, test, 0, settings, 0)
     assert set(rec["components"]) == {"latent", "image"}
     assert all(0 <= v <= 100 for v in rec["components"].values())
-    summary = benchmark.summarize([rec], references=DDRID.reference_methods)
+    summary = one_class_summary.summarize([rec], references=DDRID.reference_methods)
     assert summary["component_means"].keys() == {"latent", "image"}
     # One class run: each reference's mean is over that class, not the paper's ten.
     assert summary["reference_means"] == {"deepsvdd": 98.0, "arnet": 98.6}
@@ -205,7 +206,7 @@ def test_benchmark_records_components_and_prints_reference_methods(mnist_test):
     from rich.console import Console
 
     console = Console(record=True, width=200)
-    console.print(benchmark.render_table(summary))
+    console.print(one_class_summary.render_table(summary))
     text = console.export_text()
     assert "latent %" in text and "deepsvdd (pub.)" in text and "98.0" in text
 

@@ -21,13 +21,10 @@ from reconad.cli import app
 from reconad.data.folders import read_mvtec
 from reconad.data.imageset import DataError
 from reconad.detector import Detector, resize_maps
-from reconad.industrial import (
-    collect_industrial,
-    evaluate_industrial,
-    resolve_category,
-    run_industrial,
-)
-from reconad.industrial_summary import (
+from reconad.evaluate import evaluate as evaluate_industrial
+from reconad.protocols import IndustrialSettings, run_benchmark
+from reconad.protocols.industrial import collect_industrial, resolve_category
+from reconad.protocols.industrial_summary import (
     render_industrial_table,
     summarize_industrial,
     write_industrial_summary,
@@ -35,6 +32,13 @@ from reconad.industrial_summary import (
 from tests.conftest import shared
 
 runner = CliRunner()
+
+
+def run_industrial(dataset, method, seeds, out, log=print, **kw):
+    """The industrial protocol's records, from the settings spelt as arguments."""
+    s = IndustrialSettings(dataset=dataset, method=method, seeds=tuple(seeds), out=out, **kw)
+    return run_benchmark(s, log=log).records
+
 
 # (folder, name, (h, w), defect box (y0, y1, x0, x1) or None): sizes vary on purpose
 TEST_IMAGES = [

@@ -17,8 +17,8 @@ ABOVE_METHODS = (
     "reconad.scoring",
     "reconad.detector",
     "reconad.cli",
-    "reconad.benchmark",
-    "reconad.industrial",
+    "reconad.protocols",
+    "reconad.evaluate",
 )
 MODULES = sorted(METHODS_DIR.rglob("*.py"))
 

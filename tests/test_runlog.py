@@ -196,9 +196,9 @@ def test_tensorboard_writes_event_files_beside_the_csv(tmp_path):
 def test_benchmark_logs_each_fit_beside_its_model_or_in_the_results(tmp_path, monkeypatch):
     from sklearn.datasets import load_digits
 
-    from reconad.benchmark import run_protocol
     from reconad.data import datasets
     from reconad.data.imageset import ImageSet
+    from tests.test_benchmark import run_protocol
 
     d = load_digits()
     keep = np.flatnonzero(d.target < 2)

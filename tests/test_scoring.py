@@ -18,8 +18,8 @@ from reconad.scoring import (
     MULTIVIEW,
     RandomFeatures,
     ScoreFusion,
+    ScoringSpec,
     bits_per_pixel,
-    check_options,
     compute_views,
     difficulty,
     feature_dissimilarity,
@@ -230,15 +230,17 @@ def test_multiview_needs_a_reconstruction(mnist_small):
 def test_dividing_a_signed_native_score_is_refused(method):
     cls = get_method(method)
     with pytest.raises(ValueError, match="negative.*subtract"):
-        check_options(cls, "native", "entropy", "divide")
-    check_options(cls, "native", "entropy", "subtract")  # allowed
-    check_options(cls if method != "ocsvm" else get_method("ae"), "multiview", "entropy", "divide")
-    check_options(get_method("ae"), "native", "entropy", "divide")  # MSE is never negative
+        ScoringSpec("native", "entropy", "divide").check(cls)
+    ScoringSpec("native", "entropy", "subtract").check(cls)  # allowed
+    ScoringSpec("multiview", "entropy", "divide").check(
+        cls if method != "ocsvm" else get_method("ae")
+    )
+    ScoringSpec("native", "entropy", "divide").check(get_method("ae"))  # MSE is never negative
 
 
 def test_subtract_without_a_difficulty_is_refused():
     with pytest.raises(ValueError, match="needs a difficulty"):
-        check_options(get_method("ae"), "multiview", "none", "subtract")
+        ScoringSpec("multiview", "none", "subtract").check(get_method("ae"))
 
 
 def test_fusion_refuses_to_divide_a_negative_view():
@@ -304,19 +306,15 @@ def test_score_variant_reuses_the_trained_network(mnist_small):
         ("bpp-subtract", ("native", "bpp", "subtract")),
     ],
 )
-def test_parse_variant_inverts_variant_name(tag, parsed):
-    from reconad.scoring import parse_variant, variant_name
-
-    assert parse_variant(tag) == parsed
-    assert parse_variant(variant_name(*parsed) or "native") == parsed
+def test_parse_inverts_name(tag, parsed):
+    assert ScoringSpec.parse(tag) == ScoringSpec(*parsed)
+    assert ScoringSpec.parse(ScoringSpec(*parsed).name or "native") == ScoringSpec(*parsed)
 
 
 @pytest.mark.parametrize("tag", ["jpeg", "multiview+entropy+bpp", "multiview+sharpness"])
-def test_parse_variant_rejects_unknown_tags(tag):
-    from reconad.scoring import parse_variant
-
+def test_parse_rejects_unknown_tags(tag):
     with pytest.raises(ValueError, match="scoring variant"):
-        parse_variant(tag)
+        ScoringSpec.parse(tag)
 
 
 def test_pca_is_a_reconstruction_method_for_multiview(mnist_small):

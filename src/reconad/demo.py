@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from reconad.benchmark import git_commit, peak_rss_mb
 from reconad.data.imageset import ImageSet
 from reconad.detector import Detector, versions
 from reconad.metrics import image_metrics
+from reconad.protocols.provenance import git_commit, peak_rss_mb
 from reconad.report import save_extras_grid, save_roc
 from reconad.serialize import write_json
 

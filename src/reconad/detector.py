@@ -43,8 +43,7 @@ from reconad.methods.base import Method, ScoreOutput, cat_outputs, get_method
 from reconad.runlog import LOG_DIR, log_files, parse_loggers, save_log_files, write_log_files
 from reconad.score_choice import CANDIDATES, IMAGE_SCORES, MIN_IMAGES, Choice
 from reconad.score_choice import choose as choose_image_score
-from reconad.scoring import ScoreFusion, compute_views, make_fusion, map_image_scores
-from reconad.scoring import check_options as check_scoring
+from reconad.scoring import ScoreFusion, ScoringSpec, compute_views, map_image_scores
 from reconad.serialize import atomic_dir, load_tensors, save_tensors, write_json
 from reconad.training import TrainConfig, check_augment, plan_steps, train
 
@@ -217,10 +216,11 @@ class Detector(BaseEstimator):
         cls = get_method(self.method)
         config = cls.make_config(self.preset, **(self.hparams or {}))
         self.loggers_ = parse_loggers(self.logger)  # before any data is read
-        check_scoring(cls, self.score_views, self.difficulty, self.difficulty_mode)
+        spec = ScoringSpec(self.score_views, self.difficulty, self.difficulty_mode)
+        spec.check(cls)
         if self.normalize not in NORMALIZE_MODES:
             raise ValueError(f"normalize={self.normalize!r}: choose from {list(NORMALIZE_MODES)}")
-        fusion = make_fusion(self.score_views, self.difficulty, self.difficulty_mode)
+        fusion = spec.fusion()
         no_held_out = validation is None and not self.val_fraction > 0
         if fusion is not None and no_held_out:
             raise ValueError(
@@ -234,7 +234,7 @@ class Detector(BaseEstimator):
             )
         self._check_image_score(cls, fusion)
         size = self._requested_size()
-        data = to_imageset(X, size=size)
+        data = to_imageset(X, size=size).unlabelled()  # the label fence: no truth past here
         if size is None:
             size = self._native_or_working_size(cls, data.size)
         net_size = self._check_patch(cls, size, fusion)
@@ -248,7 +248,7 @@ class Detector(BaseEstimator):
                     "val_fraction=0 (--val-fraction 0) to train without a threshold"
                 )
         elif validation is not None:
-            val = to_imageset(validation, size=size)
+            val = to_imageset(validation, size=size).unlabelled()
         else:
             val = None
         torch.manual_seed(self.seed)  # the seed also fixes the initial weights
@@ -497,7 +497,7 @@ class Detector(BaseEstimator):
 
     def _as_set(self, X: ImageInput) -> ImageSet:
         self._check_fitted()
-        return to_imageset(X, size=self.read_size_)
+        return to_imageset(X, size=self.read_size_).unlabelled()  # the label fence
 
     def _run(
         self,
@@ -640,8 +640,9 @@ class Detector(BaseEstimator):
                 reconstruct.
         """
         self._check_fitted()
-        check_scoring(type(self.method_), score_views, difficulty, difficulty_mode)
-        fusion = make_fusion(score_views, difficulty, difficulty_mode)
+        spec = ScoringSpec(score_views, difficulty, difficulty_mode)
+        spec.check(type(self.method_))
+        fusion = spec.fusion()
         images = self._prepare(self._as_set(X))
         if fusion is None:  # the method's own score, without this detector's fusion
             return self._run(images, maps=False, fused=False).scores

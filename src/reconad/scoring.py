@@ -70,22 +70,19 @@ __all__ = [
     "VIEWS",
     "RandomFeatures",
     "ScoreFusion",
+    "ScoringSpec",
     "bits_per_pixel",
-    "check_options",
     "compute_views",
     "difficulty",
     "feature_dissimilarity",
     "frozen_network",
     "gray_entropy",
-    "make_fusion",
     "map_image_scores",
     "mean_filter_side",
     "mean_gradient",
     "mse_map",
     "ssim_map",
     "ssim_window",
-    "parse_variant",
-    "variant_name",
 ]
 
 
@@ -329,85 +326,113 @@ class ScoreFusion:
         return obj
 
 
-# ---- options (Detector, CLI) ----------------------------------------------------------------
-def check_options(method_cls: type, score: str, difficulty_name: str, mode: str) -> None:
-    """Validate scoring options for a method class before any training is spent.
+# ---- the scoring spec (Detector, protocols, CLI) -------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class ScoringSpec:
+    """A post-hoc scoring option: which views (``native`` or ``multiview``), normalised by
+    which image difficulty, and how (``divide`` or ``subtract``).
 
-    Raises:
-        ValueError: for an unknown option, or multi-view scoring of a method that does not
-            implement ``reconstruct``.
+    Spelt as one tag in result folders and ``--also-score``: ``native``, ``multiview``,
+    ``multiview+entropy``, ``bpp-subtract``... (:meth:`parse` and :attr:`name` invert each
+    other); records keep it as ``{"score", "difficulty", "difficulty_mode"}``.
     """
-    if score not in SCORES:
-        own = {f.name for f in dataclasses.fields(method_cls.Config)} if method_cls else set()
-        hint = (
-            f"; {method_cls.name}'s own 'score' setting is a hyper-parameter: --set "
-            f"score={score} (in Python, hparams={{'score': {score!r}}})"
-            if "score" in own
-            else ""
-        )
-        raise ValueError(f"unknown score {score!r}; choose from {SCORES}{hint}")
-    if difficulty_name not in DIFFICULTIES:
-        raise ValueError(f"unknown difficulty {difficulty_name!r}; choose from {DIFFICULTIES}")
-    if mode not in MODES:
-        raise ValueError(f"unknown difficulty mode {mode!r}; choose from {MODES}")
-    if mode != "divide" and difficulty_name == "none":
-        raise ValueError(
-            f"difficulty_mode={mode!r} needs a difficulty (entropy, bpp or gradient); "
-            "with difficulty='none' nothing is subtracted"
-        )
-    if score == "native" and difficulty_name != "none" and mode == "divide":
-        if getattr(method_cls, "signed_score", False):
+
+    score: str = "native"
+    difficulty: str = "none"
+    mode: str = "divide"
+
+    @classmethod
+    def parse(cls, tag: str) -> ScoringSpec:
+        """``"multiview+entropy-subtract"`` (a leading ``+`` is optional; ``native`` is the
+        plain score) -> the spec.
+
+        Raises:
+            ValueError: for a tag that names an unknown score or difficulty.
+        """
+        parts = [p for p in tag.strip().strip("+").split("+") if p]
+        score, difficulty_name, mode = "native", "none", "divide"
+        if parts and parts[0] in SCORES:
+            score = parts.pop(0)
+        if parts:
+            difficulty_name = parts.pop(0)
+            if difficulty_name.endswith("-subtract"):
+                difficulty_name, mode = difficulty_name[: -len("-subtract")], "subtract"
+            elif difficulty_name.endswith("-divide"):
+                difficulty_name = difficulty_name[: -len("-divide")]
+        if parts or difficulty_name not in DIFFICULTIES:
             raise ValueError(
-                f"{method_cls.name}'s own score can be negative, and dividing it by a "
-                "difficulty would reverse the order of the images scored below zero: use "
-                "difficulty_mode='subtract', or score_views='multiview' (--score multiview; its "
-                "views are errors)"
+                f"cannot read scoring variant {tag!r}: expected SCORE[+DIFFICULTY[-subtract]] "
+                f"with SCORE in {SCORES} and DIFFICULTY in {DIFFICULTIES}, e.g. "
+                "multiview+entropy-subtract"
             )
-    from reconad.methods.base import Method
+        return cls(score, difficulty_name, mode)
 
-    if score == "multiview" and method_cls.reconstruct is Method.reconstruct:
-        raise ValueError(
-            f"method {method_cls.name!r} gives no image reconstruction (it does not implement "
-            "reconstruct()), so score_views='multiview' (--score multiview) cannot be used "
-            "with it; use score_views='native'"
-        )
+    @classmethod
+    def from_record(cls, record: dict[str, str] | None) -> ScoringSpec:
+        """The spec a record's ``scoring`` entry holds (none: the native score)."""
+        r = record or {}
+        return cls(r.get("score", "native"), r.get("difficulty", "none"),
+                   r.get("difficulty_mode", "divide"))  # fmt: skip
 
+    @property
+    def name(self) -> str:
+        """A short tag for result folders, e.g. ``+multiview+entropy`` or ``+bpp-subtract``
+        (empty for the native score)."""
+        tag = "+multiview" if self.score == "multiview" else ""
+        if self.difficulty != "none":
+            tag += f"+{self.difficulty}" + ("-subtract" if self.mode == "subtract" else "")
+        return tag
 
-def make_fusion(score: str, difficulty_name: str, mode: str) -> ScoreFusion | None:
-    """The fusion a Detector fits for these options, or None for the plain native score."""
-    if score == "native" and difficulty_name == "none":
-        return None
-    return ScoreFusion(MULTIVIEW if score == "multiview" else ("native",), difficulty_name, mode)
+    def as_record(self) -> dict[str, str]:
+        """As records keep it: ``{"score", "difficulty", "difficulty_mode"}``."""
+        return {"score": self.score, "difficulty": self.difficulty, "difficulty_mode": self.mode}
 
+    def check(self, method_cls: type) -> None:
+        """Validate the spec for a method class before any training is spent.
 
-def parse_variant(tag: str) -> tuple[str, str, str]:
-    """The inverse of :func:`variant_name`: ``"multiview+entropy-subtract"`` (a leading
-    ``+`` is optional; ``native`` is the plain score) -> (score, difficulty, mode).
+        Raises:
+            ValueError: for an unknown option, or multi-view scoring of a method that does
+                not implement ``reconstruct``.
+        """
+        score, difficulty_name, mode = self.score, self.difficulty, self.mode
+        if score not in SCORES:
+            own = {f.name for f in dataclasses.fields(method_cls.Config)} if method_cls else set()
+            hint = (
+                f"; {method_cls.name}'s own 'score' setting is a hyper-parameter: --set "
+                f"score={score} (in Python, hparams={{'score': {score!r}}})"
+                if "score" in own
+                else ""
+            )
+            raise ValueError(f"unknown score {score!r}; choose from {SCORES}{hint}")
+        if difficulty_name not in DIFFICULTIES:
+            raise ValueError(f"unknown difficulty {difficulty_name!r}; choose from {DIFFICULTIES}")
+        if mode not in MODES:
+            raise ValueError(f"unknown difficulty mode {mode!r}; choose from {MODES}")
+        if mode != "divide" and difficulty_name == "none":
+            raise ValueError(
+                f"difficulty_mode={mode!r} needs a difficulty (entropy, bpp or gradient); "
+                "with difficulty='none' nothing is subtracted"
+            )
+        if score == "native" and difficulty_name != "none" and mode == "divide":
+            if getattr(method_cls, "signed_score", False):
+                raise ValueError(
+                    f"{method_cls.name}'s own score can be negative, and dividing it by a "
+                    "difficulty would reverse the order of the images scored below zero: use "
+                    "difficulty_mode='subtract', or score_views='multiview' (--score "
+                    "multiview; its views are errors)"
+                )
+        from reconad.methods.base import Method
 
-    Raises:
-        ValueError: for a tag that names an unknown score or difficulty.
-    """
-    parts = [p for p in tag.strip().strip("+").split("+") if p]
-    score, difficulty_name, mode = "native", "none", "divide"
-    if parts and parts[0] in SCORES:
-        score = parts.pop(0)
-    if parts:
-        difficulty_name = parts.pop(0)
-        if difficulty_name.endswith("-subtract"):
-            difficulty_name, mode = difficulty_name[: -len("-subtract")], "subtract"
-        elif difficulty_name.endswith("-divide"):
-            difficulty_name = difficulty_name[: -len("-divide")]
-    if parts or difficulty_name not in DIFFICULTIES:
-        raise ValueError(
-            f"cannot read scoring variant {tag!r}: expected SCORE[+DIFFICULTY[-subtract]] with "
-            f"SCORE in {SCORES} and DIFFICULTY in {DIFFICULTIES}, e.g. multiview+entropy-subtract"
-        )
-    return score, difficulty_name, mode
+        if score == "multiview" and method_cls.reconstruct is Method.reconstruct:
+            raise ValueError(
+                f"method {method_cls.name!r} gives no image reconstruction (it does not implement "
+                "reconstruct()), so score_views='multiview' (--score multiview) cannot be used "
+                "with it; use score_views='native'"
+            )
 
-
-def variant_name(score: str, difficulty_name: str, mode: str) -> str:
-    """A short tag for result folders, e.g. ``+multiview+entropy`` or ``+bpp-subtract``."""
-    tag = "+multiview" if score == "multiview" else ""
-    if difficulty_name != "none":
-        tag += f"+{difficulty_name}" + ("-subtract" if mode == "subtract" else "")
-    return tag
+    def fusion(self) -> ScoreFusion | None:
+        """The fusion a Detector fits for this spec, or None for the plain native score."""
+        if self.score == "native" and self.difficulty == "none":
+            return None
+        views = MULTIVIEW if self.score == "multiview" else ("native",)
+        return ScoreFusion(views, self.difficulty, self.mode)

@@ -1,7 +1,7 @@
 """Adversarial-example detection: can an anomaly detector trained on clean images flag
 adversarial ones? (Deep SVDD's and DDR-ID's GTSRB experiment, generalised.)
 
-Protocol, per data set (``reconad benchmark --protocol adversarial``):
+Protocol, per data set (``reconad benchmark adversarial``, :mod:`reconad.protocols.adversarial`):
 
 1. Train a small CNN classifier on the whole labelled training split (kept, and reused on
    a resumed run); report its clean test accuracy.
@@ -34,17 +34,10 @@ from reconad.adversarial.attacks import (
     to_uint8,
 )
 from reconad.adversarial.classifier import SmallCNN, get_classifier, predict, train_classifier
-from reconad.adversarial.protocol import (
-    AdversarialSettings,
-    render_adversarial,
-    run_adversarial,
-    summarize_adversarial,
-)
 
 __all__ = [
     "ATTACKS",
     "BACKENDS",
-    "AdversarialSettings",
     "SmallCNN",
     "art_available",
     "attack",
@@ -53,10 +46,7 @@ __all__ = [
     "parse_epsilons",
     "pgd",
     "predict",
-    "render_adversarial",
     "resolve_backend",
-    "run_adversarial",
-    "summarize_adversarial",
     "to_uint8",
     "train_classifier",
 ]

@@ -5,7 +5,7 @@ reconad list                          registered methods and their presets
 reconad fit --data DIR --out runs/x   train on a folder of normal images
 reconad test --model runs/x --data DIR    evaluate on an MVTec-style test tree
 reconad predict --model runs/x IMG...     score, verdict and heat maps per image
-reconad benchmark --dataset fmnist --method ae --classes 0-9
+reconad benchmark one-class --dataset fmnist --method ae --classes 0-9
 reconad export --model runs/x --out x.onnx      one ONNX graph with reconad's numbers
 """
 
@@ -21,184 +21,38 @@ from typing import Annotated, Any
 
 import numpy as np
 import typer
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-app = typer.Typer(
-    help="Unsupervised image anomaly detection by reconstruction: train on normal images, "
-    "score new images and every pixel of them by how badly the model rebuilds them. "
-    "Bad input gets one line and exit code 2; an internal error gets one line and exit code "
-    "1, and `reconad --debug COMMAND ...` shows its Python traceback.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
+from reconad.cli import benchmark as _benchmark  # noqa: F401  (registers `reconad benchmark`)
+from reconad.cli.common import (
+    AugmentOpt,
+    DifficultyModeOpt,
+    DifficultyOpt,
+    ImageScoreOpt,
+    LoggerOpt,
+    MethodOpt,
+    NormalizeOpt,
+    PatchOpt,
+    ProgressOpt,
+    ReportOpt,
+    ScoreOpt,
+    SeedOpt,
+    SetOpt,
+    _check_logger,
+    _check_report,
+    _check_run_options,
+    _fail,
+    _load,
+    _log,
+    _model_config,
+    _scoring,
+    _training_curves,
+    app,
+    console,
+    err,
+    parse_set,
 )
-console = Console()
-err = Console(stderr=True)
-
-
-@app.callback()
-def _root(
-    debug: Annotated[
-        bool,
-        typer.Option(
-            "--debug",
-            help="Show the Python traceback of an internal error (also RECONAD_DEBUG=1); "
-            "accepted anywhere on the command line.",
-        ),
-    ] = False,
-) -> None:
-    if debug:
-        os.environ["RECONAD_DEBUG"] = "1"
-
-
-MethodOpt = Annotated[
-    str,
-    typer.Option(
-        help="Registered method name (see `reconad list` for each one's provenance: ddrid is "
-        "reconstructed from the published abstract, rotnet_ae from a thesis abstract)."
-    ),
-]
-SeedOpt = Annotated[int, typer.Option(help="One seed for data order, init and erasers.")]
-SetOpt = Annotated[
-    list[str] | None,
-    typer.Option("--set", help="Method hyper-parameter KEY=VALUE (repeatable), e.g. epochs=10."),
-]
-ProgressOpt = Annotated[bool, typer.Option(help="Show progress bars.")]
-ScoreOpt = Annotated[
-    str,
-    typer.Option(
-        help="native (the method's own score) or multiview (pixel MSE, 1 - SSIM and feature "
-        "dissimilarity of the reconstruction, each standardised on held-out normals, summed)."
-    ),
-]
-DifficultyOpt = Annotated[
-    str,
-    typer.Option(
-        help="Normalise the score by image difficulty: none, entropy (gray histogram), bpp "
-        "(PNG bits per pixel) or gradient (mean Sobel magnitude)."
-    ),
-]
-DifficultyModeOpt = Annotated[
-    str, typer.Option(help="divide, or subtract (slope fitted on held-out normals).")
-]
-
-
-NormalizeOpt = Annotated[
-    str,
-    typer.Option(
-        help="Per-image intensity normalisation: none, or image (each image's mean and "
-        "standard deviation set to 128 and 48; for parts photographed under varying light)."
-    ),
-]
-
-
-ImageScoreOpt = Annotated[
-    str,
-    typer.Option(
-        help="Map methods: how an image's score is read from its map. native (the method's "
-        "own), map_max (maximum of the mean-filtered map), map_topk (mean of the top 1% "
-        "pixels), or auto: the one that best tells held-out normals from the same images "
-        "with synthetic defects (no test image is read)."
-    ),
-]
-
-
-PatchOpt = Annotated[
-    int | None,
-    typer.Option(
-        help="Tile side P (pixels) smaller than the image size: the network trains on P x P "
-        "tiles covering each image and scores whole images by overlapping tiles, for small "
-        "defects in large images (e.g. --image-size 256 --patch 128)."
-    ),
-]
-
-
-AugmentOpt = Annotated[
-    str,
-    typer.Option(
-        help="Training transforms drawn per image: any of hflip,vflip,rot90 (rot90: square "
-        "inputs). Only for parts whose normal images may appear flipped or turned (textures "
-        "such as Magnetic-Tile; not a transistor)."
-    ),
-]
-
-
-LoggerOpt = Annotated[
-    str,
-    typer.Option(
-        help="Log every optimiser step's losses and learning rates (per stage and optimiser) "
-        "into the model folder's logs/: csv (logs/metrics.csv, drawn by the report), "
-        'tensorboard (logs/tensorboard/; needs pip install "reconad[tensorboard]") or '
-        "csv,tensorboard. A resumed run continues its log. Default: no log."
-    ),
-]
-
-
-def _check_logger(logger: str) -> tuple[str, ...]:
-    """The ``--logger`` names, or one clear line (before any data is read)."""
-    from reconad.runlog import parse_loggers
-
-    try:
-        return parse_loggers(logger)
-    except (ValueError, ImportError) as e:
-        _fail(f"--{e}")
-
-
-def _scoring(method: str, score: str, difficulty: str, mode: str) -> dict[str, str]:
-    """Validated scoring options (fails before any training is spent)."""
-    from reconad.methods import get_method
-    from reconad.scoring import check_options
-
-    try:
-        check_options(get_method(method), score, difficulty, mode)
-    except (KeyError, ValueError) as e:
-        _fail(str(e).strip('"'))
-    return {"score": score, "difficulty": difficulty, "difficulty_mode": mode}
-
-
-def _parse_set(items: list[str] | None) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items or []:
-        if "=" not in item:
-            raise typer.BadParameter(f"--set expects KEY=VALUE, got {item!r}")
-        key, value = item.split("=", 1)
-        try:
-            out[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip()] = value
-    return out
-
-
-def _log(message: str) -> None:
-    """Print a progress line as plain text (a "[mnist/ae]" prefix is not rich markup)."""
-    console.print(message, markup=False, highlight=False)
-
-
-def _fail(message: str) -> None:
-    err.print("[bold red]error:[/]", Text(message), soft_wrap=True)  # one line, no markup
-    raise typer.Exit(2)
-
-
-def _check_run_options(
-    accelerator: str, devices: str, val_fraction: float, target_fpr: float, epochs: int | None
-) -> int | str:
-    """Refuse bad run options before any data is read; returns ``devices`` as Fabric takes it."""
-    if not (devices.isdigit() and int(devices) >= 1) and devices != "auto":
-        _fail(f"--devices {devices!r}: give a number of devices (1, 2, ...) or auto")
-    if accelerator in ("cuda", "gpu"):
-        import torch
-
-        if not torch.cuda.is_available():
-            _fail(f"--accelerator {accelerator}: this torch build sees no CUDA GPU; use cpu")
-    if not 0.0 <= val_fraction < 1.0:
-        _fail(f"--val-fraction {val_fraction}: must be in [0, 1) (0 leaves no threshold)")
-    if not 0.0 < target_fpr < 1.0:
-        _fail(f"--target-fpr {target_fpr}: must be in (0, 1)")
-    if epochs is not None and epochs < 1:
-        _fail(f"--epochs {epochs}: must be at least 1")
-    return int(devices) if devices.isdigit() else devices
 
 
 @contextlib.contextmanager
@@ -361,7 +215,7 @@ def fit(
     n_devices = _check_run_options(accelerator, devices, val_fraction, target_fpr, epochs)
     loggers = _check_logger(logger)
     out = _check_out(out, data)
-    hp = _parse_set(set_)
+    hp = parse_set(set_)
     if epochs is not None:
         hp["epochs"] = epochs
     with _locked(out):
@@ -419,16 +273,6 @@ def fit(
             )
 
 
-ReportOpt = Annotated[
-    Path | None,
-    typer.Option(
-        help="Write one self-contained HTML page here: model card, metrics beside published "
-        "numbers, ROC/PR curves, score histogram, per-type table, a gallery of detections, "
-        "missed defects and false alarms, and training curves."
-    ),
-]
-
-
 @app.command()
 def test(
     model: Annotated[Path, typer.Option(help="Model folder written by `reconad fit`.")],
@@ -446,14 +290,14 @@ def test(
     """
     from reconad.data.folders import read_mvtec
     from reconad.data.imageset import DataError
-    from reconad.industrial import evaluate_industrial
+    from reconad.evaluate import evaluate
     from reconad.metrics import MetricError
 
     _check_report(report)
     det = _load(model)
     try:
         ts = read_mvtec(data, "test", size=det.read_size_)
-        res = evaluate_industrial(det, ts)
+        res = evaluate(det, ts)
     except (DataError, MetricError, ValueError) as e:
         _fail(str(e))
     t = Table(title=f"{det.method} on {data}")
@@ -472,8 +316,8 @@ def test(
         from reconad.serialize import write_json
 
         write_json(out / "metrics.json", res)
-        labels = ts.is_anomalous.astype(int)
-        save_roc(labels, np.asarray(res["scores"]), out / "roc.png", f"{det.method} on {data.name}")
+        title = f"{det.method} on {data.name}"
+        save_roc(np.asarray(res["labels"]), np.asarray(res["scores"]), out / "roc.png", title)
     if report:
         from reconad.reference import industrial_key
         from reconad.report.html import write_test_report
@@ -485,40 +329,6 @@ def test(
         console.print(f"wrote {report}")
 
 
-def _check_report(report: Path | None) -> None:
-    """Refuse, before any work, a --report path holding a file reconad did not write."""
-    from reconad.report.html import check_report_path
-    from reconad.serialize import OutputRefused
-
-    if report is not None:
-        try:
-            check_report_path(report)
-        except OutputRefused as e:
-            _fail(str(e))
-
-
-def _model_config(model: Path, det) -> dict[str, Any]:
-    """The model folder's config.json as saved (training versions included), else the
-    loaded detector's."""
-    try:
-        return json.loads((model / "config.json").read_text())
-    except (OSError, ValueError):
-        return det.to_config()
-
-
-def _training_curves(model: Path, cfg: dict[str, Any]):
-    """``(curves, where from)``: the run log when the model folder has one, else the
-    per-epoch losses every model keeps in its config.json."""
-    from reconad.report.html import history_curves
-    from reconad.runlog import read_run_log
-
-    curves = read_run_log(model)
-    if curves:
-        return curves, f"Per optimiser step, from the run log in {model}."
-    return history_curves(cfg), "Mean loss per epoch, from the training history in config.json."
-
-
-#: images decoded, scored and printed at a time by ``predict`` (memory flat in the count)
 PREDICT_CHUNK = 64
 
 
@@ -730,365 +540,6 @@ def _write_heatmap(
         )
 
 
-@app.command()
-def benchmark(
-    dataset: Annotated[
-        str,
-        typer.Option(
-            help="mnist, fmnist, cifar10, cifar100 (one-class protocol); magnetic-tile or an "
-            "MVTec-style category folder (industrial protocol)."
-        ),
-    ],
-    method: MethodOpt = "ae",
-    classes: Annotated[str, typer.Option(help="Normal classes, e.g. 0-9, 3, 1,4.")] = "all",
-    seeds: Annotated[str, typer.Option(help="Seeds, e.g. 0 or 0-2.")] = "0",
-    preset: Annotated[str | None, typer.Option(help="Method preset.")] = None,
-    data_root: Annotated[
-        Path | None, typer.Option(help="Data root (else $RECONAD_DATA, else ~/.cache/reconad).")
-    ] = None,
-    out: Annotated[
-        Path | None,
-        typer.Option(
-            help="Results folder (default benchmarks/results/DATASET/METHOD[-PRESET][+SCORING], "
-            "e.g. ae+multiview+entropy)."
-        ),
-    ] = None,
-    val_fraction: Annotated[float, typer.Option(help="Training normals held out.")] = 0.1,
-    epochs_scale: Annotated[float, typer.Option(help="Scale the epochs (quick runs).")] = 1.0,
-    score: ScoreOpt = "native",
-    difficulty: DifficultyOpt = "none",
-    difficulty_mode: DifficultyModeOpt = "divide",
-    size: Annotated[
-        int, typer.Option(help="Industrial: input side (rounded up to what the method needs).")
-    ] = 128,
-    channels: Annotated[
-        int | None,
-        typer.Option(help="Industrial: 1 or 3 converts every image (magnetic-tile: 1)."),
-    ] = None,
-    protocol: Annotated[
-        str, typer.Option(help="one-class, or adversarial (adversarial-example detection).")
-    ] = "one-class",
-    attacks: Annotated[str, typer.Option(help="Adversarial: attacks, e.g. fgsm,pgd.")] = "fgsm,pgd",
-    epsilons: Annotated[
-        str, typer.Option(help="Adversarial: L-inf budgets on the [0, 1] scale, e.g. 2/255,8/255.")
-    ] = "2/255,8/255",
-    pgd_steps: Annotated[int, typer.Option(help="Adversarial: PGD iterations.")] = 10,
-    fit_on: Annotated[
-        str,
-        typer.Option(help="Adversarial: fit the detector on one class (each in turn) or all."),
-    ] = "one-class",
-    classifier_epochs: Annotated[
-        int, typer.Option(help="Adversarial: epochs of the attacked classifier.")
-    ] = 10,
-    attack_backend: Annotated[
-        str,
-        typer.Option(help="Adversarial: auto (ART when installed), art, or torch (built in)."),
-    ] = "auto",
-    save_models: Annotated[
-        Path | None,
-        typer.Option(
-            help="Keep each fitted model (for predict and later analyses): DIR/seedN "
-            "(industrial) or DIR/classC_seedS (one-class). Adversarial: where the detectors "
-            "are kept (default OUT/detectors); ones already there, e.g. from a one-class run's "
-            "--save-models with the same settings, are used instead of fitting again."
-        ),
-    ] = None,
-    set_: SetOpt = None,
-    accelerator: Annotated[
-        str, typer.Option(help="cpu, cuda or auto: where training and scoring run.")
-    ] = "cpu",
-    normalize: NormalizeOpt = "none",
-    image_score: Annotated[
-        str,
-        typer.Option(
-            help="Industrial: the image score the detector uses (native, map_max, map_topk or "
-            "auto; see fit --help). Whatever it is, a map method's record also holds the "
-            "score auto chooses and its AUROC."
-        ),
-    ] = "native",
-    patch: PatchOpt = None,
-    augment: AugmentOpt = "",
-    also_score: Annotated[
-        str | None,
-        typer.Option(
-            help="One-class: further scoring variants of the same trained network, fitted on "
-            "the same held-out normals and reported as columns, e.g. "
-            "native,multiview,multiview+entropy,multiview+entropy-subtract."
-        ),
-    ] = None,
-    logger: Annotated[
-        str,
-        typer.Option(
-            help="One-class and industrial: log each fit's losses and learning rates per "
-            "optimiser step (csv, tensorboard or csv,tensorboard; see fit --help), in each "
-            "--save-models folder's logs/, else in OUT/logs/classC_seedS (one-class) or "
-            "OUT/logs/seedN (industrial)."
-        ),
-    ] = "",
-    report: Annotated[
-        Path | None,
-        typer.Option(
-            help="Industrial: write one HTML page for the results folder: the summary over "
-            "seeds, then the first seed in detail (curves, per-type table; a gallery when "
-            "--save-models keeps its model). See test --help."
-        ),
-    ] = None,
-    progress: ProgressOpt = True,
-) -> None:
-    """One-class protocol: each class in turn is normal; AUROC per class, with the published
-    numbers beside ours (and any other score a method offers, e.g. DDR-ID's latent and image
-    scores, with Deep SVDD's and ARNet's published numbers; DDR-ID is reconstructed from the
-    published abstract). Resumable: finished (class, seed) runs are skipped.
-
-    Adversarial protocol (--protocol adversarial; mnist, fmnist, cifar10, gtsrb): a small
-    classifier is trained on the data set, FGSM/PGD examples are crafted from correctly
-    classified test images; attack success rate, and the detection AUROC of clean vs.
-    adversarial images for a detector fit on clean training images. Resumable.
-
-    Industrial protocol (magnetic-tile, or an MVTec-style category folder): fit on train/good
-    minus held-out normals, image AUROC (also per defect type), pixel AUROC and AUPRO at each
-    mask's own resolution, wall times and peak memory; one JSON per seed, resumable."""
-    if protocol == "adversarial" and logger:
-        _fail("--logger applies to the one-class and industrial protocols only")
-    if protocol == "adversarial" and report:
-        _fail("--report applies to `reconad test` and the industrial protocol only")
-    _check_report(report)
-    loggers = _check_logger(logger)
-    if protocol == "adversarial":
-        return _benchmark_adversarial(
-            dataset, method, classes, seeds, preset, data_root, out, epochs_scale, progress,
-            _parse_set(set_), attacks, epsilons, pgd_steps, fit_on, classifier_epochs,
-            attack_backend, save_models,
-        )  # fmt: skip
-    if protocol != "one-class":
-        _fail(f"unknown protocol {protocol!r}; choose one-class or adversarial")
-    from reconad.industrial import is_industrial
-    from reconad.scoring import variant_name
-
-    scoring = _scoring(method, score, difficulty, difficulty_mode)
-    tag = variant_name(score, difficulty, difficulty_mode)
-    if is_industrial(dataset):
-        if also_score:
-            _fail("--also-score applies to the one-class protocol only")
-        if tag:  # the industrial protocol reads image scores off maps: --image-score
-            _fail("--score and --difficulty apply to the one-class protocol only")
-        return _benchmark_industrial(
-            dataset,
-            method,
-            seeds,
-            out,
-            data_root=data_root,
-            size=size,
-            channels=channels,
-            preset=preset,
-            val_fraction=val_fraction,
-            epochs_scale=epochs_scale,
-            progress=progress,
-            hparams=_parse_set(set_),
-            save_models=save_models,
-            accelerator=accelerator,
-            normalize=normalize,
-            image_score=image_score,
-            patch=patch,
-            augment=augment,
-            logger=loggers,
-            report=report,
-        )
-    if report:
-        _fail("--report applies to `reconad test` and the industrial protocol only")
-    if normalize != "none" or image_score != "native" or patch is not None or augment:
-        _fail(
-            "--normalize, --image-score, --patch and --augment apply to the industrial "
-            "protocol only"
-        )
-    from reconad.benchmark import (
-        collect_records,
-        render_table,
-        run_protocol,
-        summarize,
-        write_summary,
-    )
-    from reconad.data.datasets import DATASETS
-    from reconad.data.imageset import DataError
-    from reconad.data.protocol import parse_classes
-
-    key = {"fashion-mnist": "fmnist"}.get(dataset, dataset)
-    if key not in DATASETS:
-        _fail(f"unknown dataset {dataset!r}; choose from {sorted(DATASETS)}")
-    n_classes = len(DATASETS[key]["classes"])
-    try:
-        cls_list = parse_classes(classes, n_classes)
-        seed_list = parse_classes(seeds, 10**6)
-    except ValueError as e:
-        _fail(str(e))
-    name = method + (f"-{preset}" if preset else "") + tag
-    out = out or Path("benchmarks/results") / key / name
-    from reconad.scoring import parse_variant
-
-    variants = [v for v in (also_score or "").split(",") if v.strip()]
-    for v in variants:  # validated before any training is spent, as --score is
-        try:
-            _scoring(method, *parse_variant(v))
-        except ValueError as e:
-            _fail(str(e))
-    try:
-        records = run_protocol(
-            key,
-            method,
-            cls_list,
-            seed_list,
-            out,
-            root=data_root,
-            preset=preset,
-            val_fraction=val_fraction,
-            epochs_scale=epochs_scale,
-            progress=progress,
-            hparams=_parse_set(set_),
-            scoring=scoring,
-            log=_log,
-            accelerator=accelerator,
-            also_score=variants,
-            save_models=save_models,
-            logger=loggers,
-        )
-    except (DataError, ValueError, KeyError) as e:
-        _fail(str(e))
-    # Summarise every seed finished so far in this folder, not only the ones run now.
-    from reconad.methods import get_method
-
-    refs = getattr(get_method(method), "reference_methods", ())
-    summary = summarize(collect_records(out, cls_list) or records, references=refs)
-    write_summary(summary, out)
-    console.print(render_table(summary))
-    console.print(f"results in {out}/ (summary.csv, summary.json, one JSON per class and seed)")
-
-
-def _benchmark_industrial(
-    dataset: str,
-    method: str,
-    seeds: str,
-    out: Path | None,
-    data_root: Path | None,
-    report: Path | None = None,
-    **kw: Any,
-) -> None:
-    """The industrial branch of `benchmark`: run, summarise, print the table (and the
-    HTML page, with ``report``)."""
-    from reconad.data.imageset import DataError
-    from reconad.data.protocol import parse_classes
-    from reconad.industrial import collect_industrial, resolve_category, run_industrial
-    from reconad.industrial_summary import (
-        render_industrial_table,
-        summarize_industrial,
-        write_industrial_summary,
-    )
-
-    try:
-        seed_list = parse_classes(seeds, 10**6)
-        name = resolve_category(dataset, data_root)[0]
-        preset = kw.get("preset")
-        norm, iscore = kw.get("normalize", "none"), kw.get("image_score", "native")
-        folder = method + (f"-{preset}" if preset else "") + ("" if norm == "none" else f"+{norm}")
-        folder += "" if iscore == "native" else f"+score-{iscore}"
-        folder += "" if kw.get("patch") is None else f"+patch{kw['patch']}"
-        folder += "+" + kw["augment"].replace(",", "+") if kw.get("augment") else ""
-        out = out or Path("benchmarks/results") / name / folder
-        records = run_industrial(dataset, method, seed_list, out, root=data_root, log=_log, **kw)
-    except (DataError, ValueError, KeyError) as e:
-        msg = str(e)
-        if "mixed" in msg:
-            msg += " (on the command line: --channels 1 or --channels 3)"
-        _fail(msg)
-    # Summarise every seed finished so far in this folder, not only the ones run now.
-    summary = summarize_industrial(collect_industrial(out) or records)
-    write_industrial_summary(summary, out)
-    console.print(render_industrial_table(summary))
-    console.print(f"results in {out}/ (summary.csv, summary.json, one JSON per seed)")
-    if report:
-        _industrial_report(report, out, summary, records, kw.get("save_models"))
-
-
-def _industrial_report(
-    report: Path, out: Path, summary: dict[str, Any], records, models: Path | None
-) -> None:
-    """The benchmark's page: the summary, then the first seed asked for in detail, with its
-    model (gallery, card) when --save-models kept it, and its run log if any."""
-    from reconad.data.folders import read_mvtec
-    from reconad.detector import Detector
-    from reconad.report.html import config_from_record, write_benchmark_report
-
-    if not records:
-        return
-    rec = records[0]
-    model = Path(models) / f"seed{rec['seed']}" if models else None
-    det = Detector.load(model) if model and (model / "config.json").is_file() else None
-    cfg = _model_config(model, det) if det is not None else config_from_record(rec)
-    side = rec["settings"]["size"]  # as the protocol read the test set
-    channels = (rec.get("input") or {}).get("channels")
-    ts = read_mvtec(rec["category_path"], "test", size=(side, side), channels=channels)
-    curves, note = _training_curves(model or out / "logs" / f"seed{rec['seed']}", cfg)
-    write_benchmark_report(report, summary, rec, ts, cfg, det, curves, note)
-    console.print(f"wrote {report}")
-
-
-def _benchmark_adversarial(
-    dataset, method, classes, seeds, preset, data_root, out, epochs_scale, progress, hparams,
-    attacks, epsilons, pgd_steps, fit_on, classifier_epochs, backend, detectors=None,
-) -> None:  # fmt: skip
-    """The adversarial branch of `benchmark`: run, summarise, print the table."""
-    from reconad.adversarial import (
-        AdversarialSettings,
-        parse_epsilons,
-        render_adversarial,
-        run_adversarial,
-        summarize_adversarial,
-    )
-    from reconad.data.datasets import ALIASES, DATASETS
-    from reconad.data.imageset import DataError
-    from reconad.data.protocol import parse_classes
-    from reconad.serialize import write_json
-
-    key = ALIASES.get(dataset.lower(), dataset.lower())
-    if key not in DATASETS:
-        _fail(f"unknown dataset {dataset!r}; choose from {sorted(DATASETS)}")
-    try:
-        settings = AdversarialSettings(
-            attacks=tuple(a.strip() for a in attacks.split(",")),
-            epsilons=parse_epsilons(epsilons),
-            pgd_steps=pgd_steps,
-            backend=backend,
-            fit_on=fit_on,
-            classifier_epochs=classifier_epochs,
-        )
-        cls_list = parse_classes(classes, len(DATASETS[key]["classes"]))
-        seed_list = parse_classes(seeds, 10**6)
-    except ValueError as e:
-        _fail(str(e))
-    name = method + (f"-{preset}" if preset else "") + ("-all" if fit_on == "all" else "")
-    out = out or Path("benchmarks/results/adversarial") / key / name
-    records = []
-    try:
-        for seed in seed_list:
-            records += run_adversarial(
-                key, method, cls_list, out, settings, root=data_root, preset=preset, seed=seed,
-                epochs_scale=epochs_scale, progress=progress, hparams=hparams, log=_log,
-                detectors=detectors,
-            )  # fmt: skip
-    except (DataError, ValueError, KeyError) as e:
-        _fail(str(e))
-    rows = summarize_adversarial(records)
-    clf = records[0]["classifier"] if records else {}
-    write_json(out / "summary.json", {"rows": rows, "classifier": clf, "n_records": len(records)})
-    title = (
-        f"{method} on {key}: adversarial detection (fit on {fit_on}; classifier clean accuracy "
-        f"{clf.get('test_accuracy', float('nan')):.1f}%; attacks via {records[0]['backend']})"
-        if records
-        else f"{method} on {key}"
-    )
-    console.print(render_adversarial(rows, title))
-    console.print(f"results in {out}/ (summary.json, one JSON per target and seed)")
-
-
 EXPORT_FORMATS = ("onnx",)
 
 
@@ -1139,15 +590,6 @@ def export_cmd(
         f"(N, {c}, {h}, {w}), outputs {', '.join(info['outputs'])}; largest difference "
         f"from reconad on {info['parity']['images']} check images {worst:.3g}"
     )
-
-
-def _load(model: Path):
-    from reconad.detector import Detector
-
-    try:
-        return Detector.load(model)
-    except (FileNotFoundError, ValueError, KeyError) as e:
-        _fail(str(e))
 
 
 def main() -> None:

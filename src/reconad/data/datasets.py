@@ -19,7 +19,7 @@ from reconad.data.gtsrb import GTSRB_CLASSES, find_gtsrb, read_gtsrb
 from reconad.data.idx import read_idx
 from reconad.data.imageset import DataError, ImageSet
 
-__all__ = ["ALIASES", "DATASETS", "load_dataset", "resolve_data_root"]
+__all__ = ["ALIASES", "DATASETS", "canonical_name", "load_dataset", "resolve_data_root"]
 
 CIFAR10_CLASSES = [
     "airplane", "automobile", "bird", "cat", "deer",
@@ -72,6 +72,18 @@ ALIASES = {
     "cifar-10": "cifar10",
     "cifar-100": "cifar100",
 }
+
+
+def canonical_name(name: str) -> str:
+    """The registry key of a named data set (aliases such as ``fashion-mnist`` resolved).
+
+    Raises:
+        DataError: the name is no known data set.
+    """
+    key = ALIASES.get(name.lower(), name.lower())
+    if key not in DATASETS:
+        raise DataError(f"unknown dataset {name!r}; choose from {sorted(DATASETS)}")
+    return key
 
 
 def resolve_data_root(explicit: str | Path | None = None) -> Path:

@@ -83,6 +83,16 @@ class ImageSet:
             raise DataError("is_anomalous needs labels with a 'good' class (MVTec-style sets)")
         return self.labels != self.class_names.index("good")
 
+    def unlabelled(self) -> ImageSet:
+        """The images without their truth (labels, class names, masks): what a detector is
+        given to score. Paths and original sizes stay (maps go back to each image's size).
+        The label fence of ``reconad.evaluate``: truth reaches the metrics only."""
+        if self.labels is None and self.masks is None and self.class_names is None:
+            return self
+        return ImageSet(
+            images=self.images, paths=self.paths, orig_sizes=self.orig_sizes, meta=dict(self.meta)
+        )
+
     def subset(self, index: np.ndarray | list[int]) -> ImageSet:
         """The images at ``index`` (ints or a bool mask), with every per-image field kept."""
         idx = np.asarray(index)

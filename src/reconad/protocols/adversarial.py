@@ -1,8 +1,15 @@
-"""The adversarial-detection protocol: targets, resumable records, summary table."""
+"""The adversarial-detection protocol: one record per (target, seed), grown entry by entry.
+
+A target is one normal class (``fit_on="one-class"``, each class in turn) or ``all``. Per
+target and seed: the data set's classifier (trained once, kept in the results folder), the
+detector (fitted on clean training images, kept in ``detectors/<target>_seed<S>/``, or
+loaded from there), then per (attack, epsilon) one entry: the attack's success rate and the
+detection AUROC of clean vs adversarial images. The record is written after every entry, so
+a stopped run continues at the entry it stopped at; see :mod:`reconad.adversarial`.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -15,13 +22,26 @@ import torch
 from reconad.adversarial.attacks import ATTACKS, attack, resolve_backend, to_uint8
 from reconad.adversarial.classifier import get_classifier, predict
 from reconad.metrics import image_auroc
-from reconad.serialize import write_json
+from reconad.protocols.engine import Log, Protocol, RunSettings, Target
+from reconad.protocols.fingerprint import as_stored, settings_mismatch
+
+#: the protocol's own options, stored in each record's ``protocol`` (but _PER_ENTRY)
+ATTACK_FIELDS = (
+    "attacks", "epsilons", "pgd_steps", "backend", "fit_on", "classifier_epochs",
+    "classifier_width", "n_fit_all", "n_test_all",
+)  # fmt: skip
 
 
-@dataclass
-class AdversarialSettings:
-    """What the protocol attacks, and how the classifier and detector are trained."""
+@dataclass(kw_only=True)
+class AdversarialSettings(RunSettings):
+    """What the protocol attacks, and how the classifier and detector are trained.
 
+    ``save_models`` is where the detectors are kept (default ``OUT/detectors``): the
+    one-class protocol's ``--save-models`` folder has the same layout, so detectors it
+    fitted with the same settings are loaded rather than trained again.
+    """
+
+    classes: tuple[int, ...] = (0,)
     attacks: tuple[str, ...] = ATTACKS
     epsilons: tuple[float, ...] = (2 / 255, 8 / 255)
     pgd_steps: int = 10
@@ -41,133 +61,164 @@ class AdversarialSettings:
         resolve_backend(self.backend)
 
 
-def _targets(train, test, classes: list[int], settings: AdversarialSettings, seed: int):
-    """(name, detector training images, test indices) for each detector to fit."""
-    if settings.fit_on == "all":
-        rng = np.random.default_rng(seed)
-        fit = rng.choice(len(train), min(settings.n_fit_all, len(train)), replace=False)
-        tst = rng.choice(len(test), min(settings.n_test_all, len(test)), replace=False)
-        return [("all", train.subset(np.sort(fit)), np.sort(tst))]
-    return [
-        (f"class{c}", train.subset(train.labels == c), np.flatnonzero(test.labels == c))
-        for c in classes
-    ]
+class Adversarial(Protocol):
+    """Adversarial-example detection; one ``<target>_seed<S>.json`` per target and seed."""
 
+    name = "adversarial"
+    files = "summary.json, one JSON per target and seed"
+    settings: AdversarialSettings
 
-def run_adversarial(
-    dataset: str,
-    method: str,
-    classes: list[int],
-    out_dir: Path,
-    settings: AdversarialSettings,
-    root: str | Path | None = None,
-    preset: str | None = None,
-    seed: int = 0,
-    epochs_scale: float = 1.0,
-    progress: bool = True,
-    hparams: dict[str, Any] | None = None,
-    log=print,
-    detectors: str | Path | None = None,
-) -> list[dict[str, Any]]:
-    """Run (or resume) the adversarial-detection protocol; one record per target.
+    def __init__(self, settings: AdversarialSettings) -> None:
+        from reconad.data.datasets import canonical_name
 
-    Each target's detector is kept in ``detectors/<target>_seed<S>/`` (default
-    ``out_dir/detectors``): loaded when there (its settings must be this run's), else fitted
-    and saved. The one-class benchmark's ``--save-models`` folder has the same layout, so
-    detectors it fitted (on 90% of the class's training images, the rest held out) are
-    reused rather than trained again.
+        settings.dataset = canonical_name(settings.dataset)
+        super().__init__(settings)
+        s = settings
+        self.backend = resolve_backend(s.backend)
+        self.wanted = s.method_settings()
+        proto = {k: getattr(s, k) for k in ATTACK_FIELDS if k not in _PER_ENTRY}
+        self.protocol = as_stored(proto | {"backend": self.backend})
+        self.keys = [(a, e, f"{a}@{e:.6g}") for a in s.attacks for e in s.epsilons]
+        self.detectors = Path(s.save_models) if s.save_models else self.out / "detectors"
+        self.train = self.test = None
+        self.classifiers: dict[int, tuple] = {}
 
-    Raises:
-        ValueError: ``out_dir`` holds records or detectors made with other settings (the
-            detector's preset, hyper-parameters or ``epochs_scale``; the attacks' PGD steps
-            or backend; the classifier; the fitting mode): resuming would mix them.
-    """
-    from reconad.benchmark import resolved_settings
-    from reconad.data.datasets import load_dataset
-    from reconad.detector import Detector
+    def default_out(self) -> Path:
+        s = self.settings
+        name = s.folder_name() + ("-all" if s.fit_on == "all" else "")
+        return Path("benchmarks/results/adversarial") / s.dataset / name
 
-    out_dir = Path(out_dir)
-    detectors = Path(detectors) if detectors is not None else out_dir / "detectors"
-    backend = resolve_backend(settings.backend)
-    if settings.backend == "auto" and backend == "torch":
-        log(
-            "attacks in plain torch (same FGSM/PGD definitions): the Adversarial Robustness "
-            "Toolbox is not installed (pip install adversarial-robustness-toolbox)"
-        )
-    wanted = resolved_settings(method, preset, hparams, epochs_scale)
-    protocol = dataclasses.asdict(settings) | {"backend": backend}
-    protocol = json.loads(json.dumps({k: v for k, v in protocol.items() if k not in _PER_ENTRY}))
-    train = load_dataset(dataset, "train", root=root)
-    test = load_dataset(dataset, "test", root=root)
-    targets = _targets(train, test, classes, settings, seed)
-    keys = [(a, e, f"{a}@{e:.6g}") for a in settings.attacks for e in settings.epsilons]
-    saved = {}  # each target's record so far, read once
-    for name, _, _ in targets:  # before the classifier, which a mismatch would overwrite
-        path = out_dir / f"{name}_seed{seed}.json"
-        if path.exists():
-            saved[name] = json.loads(path.read_text())
-            _check_record(path, saved[name], wanted, protocol)
-    if all(name in saved and not _pending(saved[name], keys) for name, _, _ in targets):
-        return [saved[name] for name, _, _ in targets]  # no classifier to load or train
-    clf, clf_meta = get_classifier(
-        out_dir, train, test, settings.classifier_epochs, settings.classifier_width, seed, log
-    )
-    records = []
-    for name, fit_set, idx in targets:
-        path = out_dir / f"{name}_seed{seed}.json"
-        rec = saved.get(name, {})
-        rec.update(dataset=dataset, method=method, preset=wanted["preset"], target=name, seed=seed)
-        rec.update(fit_on=settings.fit_on, backend=backend, classifier=clf_meta)
-        rec.update(settings=wanted, protocol=protocol)
+    def targets(self) -> list[Target]:
+        s = self.settings
+        names = ["all"] if s.fit_on == "all" else [f"class{c}" for c in s.classes]
+        return [
+            Target((n, seed), f"{n}_seed{seed}", seed, f"{n}", n) for seed in s.seeds for n in names
+        ]
+
+    def collect(self) -> list[dict[str, Any]]:
+        recs = [json.loads(p.read_text()) for p in sorted(self.out.glob("*_seed*.json"))]
+        return [r for r in recs if "target" in r and "seed" in r]
+
+    def key(self, record: dict[str, Any]) -> tuple:
+        return (record["target"], record["seed"])
+
+    def describe(self, record: dict[str, Any]) -> str:
+        return f"{record.get('target')} seed {record.get('seed')}"
+
+    def mismatch(self, record: dict[str, Any]) -> list[str]:
+        # ``protocol`` holds the classifier's epochs and width, so it covers the classifier
+        old = {"settings": record.get("settings"), "protocol": record.get("protocol")}
+        new = {"settings": self.wanted, "protocol": self.protocol}
+        return [k for k in new if old[k] != new[k]]
+
+    def needs_run(self, target: Target, record: dict[str, Any], log: Log) -> bool:
+        return bool(_pending(record, self.keys))
+
+    def load(self, log: Log) -> None:
+        from reconad.data.datasets import load_dataset
+
+        s = self.settings
+        if s.backend == "auto" and self.backend == "torch":
+            log(
+                "attacks in plain torch (same FGSM/PGD definitions): the Adversarial Robustness "
+                "Toolbox is not installed (pip install adversarial-robustness-toolbox)"
+            )
+        self.train = load_dataset(s.dataset, "train", root=s.root)
+        self.test = load_dataset(s.dataset, "test", root=s.root)
+
+    def summary_records(self, ran: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return ran  # the targets and seeds of this run
+
+    def _fit_set(self, target: Target):
+        """The detector's training images and the test indices to attack."""
+        s, train, test = self.settings, self.train, self.test
+        if target.item == "all":
+            rng = np.random.default_rng(target.seed)
+            fit = rng.choice(len(train), min(s.n_fit_all, len(train)), replace=False)
+            tst = rng.choice(len(test), min(s.n_test_all, len(test)), replace=False)
+            return train.subset(np.sort(fit)), np.sort(tst)
+        c = int(target.item.removeprefix("class"))
+        return train.subset(train.labels == c), np.flatnonzero(test.labels == c)
+
+    def _classifier(self, seed: int, log: Log):
+        if seed not in self.classifiers:
+            s = self.settings
+            self.classifiers[seed] = get_classifier(
+                self.out, self.train, self.test, s.classifier_epochs, s.classifier_width, seed, log
+            )
+        return self.classifiers[seed]
+
+    def run_target(self, target: Target, record: dict[str, Any] | None, log: Log) -> dict:
+        from reconad.detector import Detector
+
+        s, seed, name = self.settings, target.seed, target.item
+        where = f"{s.dataset}/{s.method} {name}"
+        clf, clf_meta = self._classifier(seed, log)
+        fit_set, idx = self._fit_set(target)
+        rec = dict(record or {})
+        rec.update(dataset=s.dataset, method=s.method, preset=self.wanted["preset"])
+        rec.update(target=name, seed=seed, fit_on=s.fit_on, backend=self.backend)
+        rec.update(classifier=clf_meta, settings=self.wanted, protocol=self.protocol)
         rec.setdefault("entries", {})
-        x_test, y_test = test.images[idx], test.labels[idx]
+        x_test, y_test = self.test.images[idx], self.test.labels[idx]
         correct = predict(clf, x_test) == y_test
         x_ok, y_ok = x_test[correct], torch.from_numpy(y_test[correct])
         rec.update(n_test=len(idx), n_correct=int(correct.sum()))
         if not len(x_ok):
-            log(f"{dataset}/{method} {name}: no test image is classified right; none attacked")
-            write_json(path, rec)
-            records.append(rec)
-            continue
-        model_dir = detectors / f"{name}_seed{seed}"
+            log(f"{where}: no test image is classified right; none attacked")
+            return rec
+        model_dir = self.detectors / target.stem
         rec["detector_dir"] = str(model_dir)
-        todo = _pending(rec, keys)
-        if not todo:  # finished: no detector to load, no clean images to score
-            write_json(path, rec)
-            records.append(rec)
-            continue
         if (model_dir / "config.json").exists():
-            det = _load_detector(model_dir, wanted)
-            log(f"{dataset}/{method} {name}: using the detector in {model_dir}")
+            det = _load_detector(model_dir, self.wanted)
+            log(f"{where}: using the detector in {model_dir}")
         else:
-            log(f"{dataset}/{method} {name}: fitting the detector on {len(fit_set)} images")
+            log(f"{where}: fitting the detector on {len(fit_set)} images")
             det = Detector(
-                method,
-                preset=preset,
-                seed=seed,
-                progress=progress,
-                epochs_scale=epochs_scale,
-                hparams=hparams,
-            )
+                s.method, preset=s.preset, seed=seed, progress=s.progress,
+                epochs_scale=s.epochs_scale, hparams=s.hparams,
+            )  # fmt: skip
             det.fit(fit_set)
             det.save(model_dir)
         clean = det.explain(x_ok, n=0, maps=False)  # scores and the method's other scores
         x = torch.from_numpy(x_ok).float() / 255.0  # the attacks do not modify it
-        for atk, eps, key in todo:
+        for atk, eps, key in _pending(rec, self.keys):
             t0 = time.perf_counter()
-            adv = to_uint8(attack(clf, x, y_ok, atk, eps, backend, settings.pgd_steps, seed))
+            adv = to_uint8(attack(clf, x, y_ok, atk, eps, self.backend, s.pgd_steps, seed))
             fooled = predict(clf, adv) != y_ok.numpy()
             s_adv = det.explain(adv, n=0, maps=False)
             rec["entries"][key] = _entry(atk, eps, clean, s_adv, fooled, x_ok, adv, t0)
-            write_json(path, rec)
+            self.save(target, rec)
             e = rec["entries"][key]
             log(
-                f"{dataset}/{method} {name} {key}: success {e['success_rate']:.1f}%, "
+                f"{where} {key}: success {e['success_rate']:.1f}%, "
                 f"detection AUROC {_fmt(e['auroc'])}"
             )
-        write_json(path, rec)
-        records.append(rec)
-    return records
+        return rec
+
+    def summarize(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        clf = records[0]["classifier"] if records else {}
+        return {
+            "rows": summarize_adversarial(records),
+            "classifier": clf,
+            "n_records": len(records),
+        }
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        from reconad.serialize import write_json
+
+        write_json(self.out / "summary.json", summary)
+
+    def table(self, summary: dict[str, Any], records: list[dict[str, Any]]):
+        s, clf = self.settings, summary["classifier"]
+        title = f"{s.method} on {s.dataset}"
+        if records:
+            title += (
+                f": adversarial detection (fit on {s.fit_on}; classifier clean accuracy "
+                f"{clf.get('test_accuracy', float('nan')):.1f}%; attacks via "
+                f"{records[0]['backend']})"
+            )
+        return render_adversarial(summary["rows"], title)
 
 
 # The fields of a finished entry; an older record's entry without one of them is recomputed
@@ -185,22 +236,8 @@ def _pending(rec: dict, keys: list) -> list:
     return [k for k in keys if not _ENTRY_KEYS <= set(have.get(k[2], {}))]
 
 
-def _check_record(path: Path, rec: dict, wanted: dict, protocol: dict) -> None:
-    """Refuse to add to a record made under other settings (its entries would mix them);
-    ``protocol`` holds the classifier's epochs and width, so it covers the classifier too."""
-    old = {"settings": rec.get("settings"), "protocol": rec.get("protocol")}
-    new = {"settings": wanted, "protocol": protocol}
-    bad = [k for k in new if old[k] != new[k]]
-    if bad:
-        raise ValueError(
-            f"{path} was made with other settings ({', '.join(bad)} differ): "
-            "choose another --out, or the same settings"
-        )
-
-
 def _load_detector(model_dir: Path, wanted: dict):
     """A saved detector, if it was fitted with the settings this run asks for."""
-    from reconad.benchmark import settings_mismatch
     from reconad.detector import Detector
 
     det = Detector.load(model_dir)

@@ -1,0 +1,246 @@
+"""What every `reconad` command shares: the app, its consoles, option types, one-line
+errors, and the checks that run before any data is read."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.text import Text
+
+app = typer.Typer(
+    help="Unsupervised image anomaly detection by reconstruction: train on normal images, "
+    "score new images and every pixel of them by how badly the model rebuilds them. "
+    "Bad input gets one line and exit code 2; an internal error gets one line and exit code "
+    "1, and `reconad --debug COMMAND ...` shows its Python traceback.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err = Console(stderr=True)
+
+
+@app.callback()
+def _root(
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug",
+            help="Show the Python traceback of an internal error (also RECONAD_DEBUG=1); "
+            "accepted anywhere on the command line.",
+        ),
+    ] = False,
+) -> None:
+    if debug:
+        os.environ["RECONAD_DEBUG"] = "1"
+
+
+MethodOpt = Annotated[
+    str,
+    typer.Option(
+        help="Registered method name (see `reconad list` for each one's provenance: ddrid is "
+        "reconstructed from the published abstract, rotnet_ae from a thesis abstract)."
+    ),
+]
+SeedOpt = Annotated[int, typer.Option(help="One seed for data order, init and erasers.")]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Method hyper-parameter KEY=VALUE (repeatable), e.g. epochs=10."),
+]
+ProgressOpt = Annotated[bool, typer.Option(help="Show progress bars.")]
+ScoreOpt = Annotated[
+    str,
+    typer.Option(
+        help="native (the method's own score) or multiview (pixel MSE, 1 - SSIM and feature "
+        "dissimilarity of the reconstruction, each standardised on held-out normals, summed)."
+    ),
+]
+DifficultyOpt = Annotated[
+    str,
+    typer.Option(
+        help="Normalise the score by image difficulty: none, entropy (gray histogram), bpp "
+        "(PNG bits per pixel) or gradient (mean Sobel magnitude)."
+    ),
+]
+DifficultyModeOpt = Annotated[
+    str, typer.Option(help="divide, or subtract (slope fitted on held-out normals).")
+]
+
+
+NormalizeOpt = Annotated[
+    str,
+    typer.Option(
+        help="Per-image intensity normalisation: none, or image (each image's mean and "
+        "standard deviation set to 128 and 48; for parts photographed under varying light)."
+    ),
+]
+
+
+ImageScoreOpt = Annotated[
+    str,
+    typer.Option(
+        help="Map methods: how an image's score is read from its map. native (the method's "
+        "own), map_max (maximum of the mean-filtered map), map_topk (mean of the top 1% "
+        "pixels), or auto: the one that best tells held-out normals from the same images "
+        "with synthetic defects (no test image is read)."
+    ),
+]
+
+
+PatchOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="Tile side P (pixels) smaller than the image size: the network trains on P x P "
+        "tiles covering each image and scores whole images by overlapping tiles, for small "
+        "defects in large images (e.g. --image-size 256 --patch 128)."
+    ),
+]
+
+
+AugmentOpt = Annotated[
+    str,
+    typer.Option(
+        help="Training transforms drawn per image: any of hflip,vflip,rot90 (rot90: square "
+        "inputs). Only for parts whose normal images may appear flipped or turned (textures "
+        "such as Magnetic-Tile; not a transistor)."
+    ),
+]
+
+
+LoggerOpt = Annotated[
+    str,
+    typer.Option(
+        help="Log every optimiser step's losses and learning rates (per stage and optimiser) "
+        "into the model folder's logs/: csv (logs/metrics.csv, drawn by the report), "
+        'tensorboard (logs/tensorboard/; needs pip install "reconad[tensorboard]") or '
+        "csv,tensorboard. A resumed run continues its log. Default: no log."
+    ),
+]
+
+
+def _check_logger(logger: str) -> tuple[str, ...]:
+    """The ``--logger`` names, or one clear line (before any data is read)."""
+    from reconad.runlog import parse_loggers
+
+    try:
+        return parse_loggers(logger)
+    except (ValueError, ImportError) as e:
+        _fail(f"--{e}")
+
+
+def _scoring(method: str, score: str, difficulty: str, mode: str) -> dict[str, str]:
+    """Validated scoring options (fails before any training is spent)."""
+    from reconad.methods import get_method
+    from reconad.scoring import ScoringSpec
+
+    spec = ScoringSpec(score, difficulty, mode)
+    try:
+        spec.check(get_method(method))
+    except (KeyError, ValueError) as e:
+        _fail(str(e).strip('"'))
+    return spec.as_record()
+
+
+def parse_set(items: list[str] | None) -> dict[str, Any]:
+    """`--set KEY=VALUE` items as a dict; each value read as JSON where it parses, else kept
+    as a string (`--set epochs=10` gives 10, `--set image_error=network` a string)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise typer.BadParameter(f"--set expects KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+def _log(message: str) -> None:
+    """Print a progress line as plain text (a "[mnist/ae]" prefix is not rich markup)."""
+    console.print(message, markup=False, highlight=False)
+
+
+def _fail(message: str) -> None:
+    err.print("[bold red]error:[/]", Text(message), soft_wrap=True)  # one line, no markup
+    raise typer.Exit(2)
+
+
+def _check_run_options(
+    accelerator: str, devices: str, val_fraction: float, target_fpr: float, epochs: int | None
+) -> int | str:
+    """Refuse bad run options before any data is read; returns ``devices`` as Fabric takes it."""
+    if not (devices.isdigit() and int(devices) >= 1) and devices != "auto":
+        _fail(f"--devices {devices!r}: give a number of devices (1, 2, ...) or auto")
+    if accelerator in ("cuda", "gpu"):
+        import torch
+
+        if not torch.cuda.is_available():
+            _fail(f"--accelerator {accelerator}: this torch build sees no CUDA GPU; use cpu")
+    if not 0.0 <= val_fraction < 1.0:
+        _fail(f"--val-fraction {val_fraction}: must be in [0, 1) (0 leaves no threshold)")
+    if not 0.0 < target_fpr < 1.0:
+        _fail(f"--target-fpr {target_fpr}: must be in (0, 1)")
+    if epochs is not None and epochs < 1:
+        _fail(f"--epochs {epochs}: must be at least 1")
+    return int(devices) if devices.isdigit() else devices
+
+
+ReportOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Write one self-contained HTML page here: model card, metrics beside published "
+        "numbers, ROC/PR curves, score histogram, per-type table, a gallery of detections, "
+        "missed defects and false alarms, and training curves."
+    ),
+]
+
+
+def _check_report(report: Path | None) -> None:
+    """Refuse, before any work, a --report path holding a file reconad did not write."""
+    from reconad.report.html import check_report_path
+    from reconad.serialize import OutputRefused
+
+    if report is not None:
+        try:
+            check_report_path(report)
+        except OutputRefused as e:
+            _fail(str(e))
+
+
+def _model_config(model: Path, det) -> dict[str, Any]:
+    """The model folder's config.json as saved (training versions included), else the
+    loaded detector's."""
+    try:
+        return json.loads((model / "config.json").read_text())
+    except (OSError, ValueError):
+        return det.to_config()
+
+
+def _training_curves(model: Path, cfg: dict[str, Any]):
+    """``(curves, where from)``: the run log when the model folder has one, else the
+    per-epoch losses every model keeps in its config.json."""
+    from reconad.report.html import history_curves
+    from reconad.runlog import read_run_log
+
+    curves = read_run_log(model)
+    if curves:
+        return curves, f"Per optimiser step, from the run log in {model}."
+    return history_curves(cfg), "Mean loss per epoch, from the training history in config.json."
+
+
+#: images decoded, scored and printed at a time by ``predict`` (memory flat in the count)
+
+
+def _load(model: Path):
+    from reconad.detector import Detector
+
+    try:
+        return Detector.load(model)
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        _fail(str(e))

@@ -1,0 +1,204 @@
+"""The one engine every benchmark protocol runs on: resume, settings check, provenance,
+seeds and the summary files.
+
+A protocol (one-class, industrial, adversarial) supplies only its targets (what one result
+file covers: a class and seed, a seed, a target and seed), how to run one target, and its
+summary and table. The engine does the rest, the same way for all three:
+
+1. read every finished record in the results folder and refuse the folder when one of them
+   was made with other settings (the summary would mix them);
+2. run each target whose record is missing (or, for a protocol that grows its records,
+   unfinished), loading the data once, before the first target that runs;
+3. close each new record with its provenance (hardware, versions, git commit) and write it
+   atomically, so that a stopped run continues where it stopped;
+4. summarise the folder's records and write the summary files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from reconad.protocols.fingerprint import resolved_settings
+from reconad.protocols.provenance import provenance
+from reconad.serialize import write_json
+
+Log = Callable[[str], Any]
+
+
+@dataclass(kw_only=True)
+class RunSettings:
+    """What every protocol run needs: the data, the method and its training, the seeds.
+
+    Attributes:
+        dataset: a data set name, or for the industrial protocol a category folder.
+        method: a registered method name.
+        seeds: each seed is one run per target (its split, initial weights and order).
+        out: the results folder (default: ``benchmarks/results/...`` by protocol).
+        root: the data root (else ``$RECONAD_DATA``, else ``~/.cache/reconad``).
+        preset, hparams, epochs_scale: the method's configuration.
+        val_fraction: share of the training normals held out (threshold, calibration).
+        accelerator: cpu, cuda or auto.
+        progress: progress bars during training.
+        save_models: a folder to keep each fitted detector in (one sub-folder a target).
+        logger: step loggers (csv, tensorboard); logging changes no result.
+    """
+
+    dataset: str
+    method: str = "ae"
+    seeds: tuple[int, ...] = (0,)
+    out: Path | None = None
+    root: Path | None = None
+    preset: str | None = None
+    hparams: dict[str, Any] = field(default_factory=dict)
+    epochs_scale: float = 1.0
+    val_fraction: float = 0.1
+    accelerator: str = "cpu"
+    progress: bool = True
+    save_models: Path | None = None
+    logger: tuple[str, ...] = ()
+
+    def method_settings(self, scoring: dict[str, str] | None = None) -> dict[str, Any]:
+        """The method's settings as records store them (see ``resolved_settings``)."""
+        return resolved_settings(self.method, self.preset, self.hparams, self.epochs_scale, scoring)
+
+    def folder_name(self) -> str:
+        """``METHOD[-PRESET]``, the start of every protocol's default folder name."""
+        return self.method + (f"-{self.preset}" if self.preset else "")
+
+
+@dataclass(frozen=True)
+class Target:
+    """What one result file covers. ``key`` matches :meth:`Protocol.key` of its record."""
+
+    key: tuple
+    stem: str  # the result file's name without .json
+    seed: int
+    label: str  # for log lines, e.g. "class 3, seed 0"
+    item: Any = None  # the protocol's own handle (a class index, a target name)
+
+
+class Protocol:
+    """A benchmark protocol: its targets, one target's run, its summary and table."""
+
+    name: ClassVar[str]
+    files: ClassVar[str]  # how the results folder is laid out, for the closing line
+
+    def __init__(self, settings: RunSettings) -> None:
+        self.settings = settings
+        self.out = Path(settings.out) if settings.out is not None else self.default_out()
+
+    # ---- what a protocol supplies ---------------------------------------------------------
+    def default_out(self) -> Path:
+        raise NotImplementedError
+
+    def targets(self) -> list[Target]:
+        raise NotImplementedError
+
+    def collect(self) -> list[dict[str, Any]]:
+        """Every finished record in the results folder, whichever run wrote it."""
+        raise NotImplementedError
+
+    def key(self, record: dict[str, Any]) -> tuple:
+        raise NotImplementedError
+
+    def mismatch(self, record: dict[str, Any]) -> list[str]:
+        """The settings on which ``record`` differs from this run's."""
+        raise NotImplementedError
+
+    def describe(self, record: dict[str, Any]) -> str:
+        """The record in words, for the refusal (e.g. "class 3 seed 0")."""
+        return f"seed {record.get('seed')}"
+
+    def load(self, log: Log) -> None:
+        """Read the data, once, before the first target that runs."""
+
+    def needs_run(self, target: Target, record: dict[str, Any], log: Log) -> bool:
+        """Whether a target whose record exists runs again (it lacks something asked for)."""
+        return False
+
+    def run_target(self, target: Target, record: dict[str, Any] | None, log: Log) -> dict:
+        raise NotImplementedError
+
+    def summarize(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def table(self, summary: dict[str, Any], records: list[dict[str, Any]]):
+        """A rich Table of the summary."""
+        raise NotImplementedError
+
+    # ---- shared -----------------------------------------------------------------------
+    def record_path(self, target: Target) -> Path:
+        return self.out / f"{target.stem}.json"
+
+    def save(self, target: Target, record: dict[str, Any]) -> None:
+        """Write a target's record atomically (also mid-run, for protocols that grow it)."""
+        write_json(self.record_path(target), record)
+
+    def summary_records(self, ran: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The records the summary covers: by default every one in the folder."""
+        return self.collect() or ran
+
+    def model_dir(self, target: Target) -> Path | None:
+        """Where ``--save-models`` keeps a target's detector (``DIR/<stem>``)."""
+        s = self.settings
+        return Path(s.save_models) / target.stem if s.save_models else None
+
+    def log_dir(self, target: Target) -> Path | None:
+        """Where a target's step log goes without ``--save-models``: ``OUT/logs/<stem>``."""
+        s = self.settings
+        return self.out / "logs" / target.stem if s.logger and not s.save_models else None
+
+
+@dataclass
+class Outcome:
+    """A protocol run's records (the targets asked for), its summary and its folder."""
+
+    records: list[dict[str, Any]]
+    summary: dict[str, Any]
+    out: Path
+    protocol: Protocol
+
+    def table(self):
+        return self.protocol.table(self.summary, self.records)
+
+
+def run(protocol: Protocol, log: Log = print) -> Outcome:
+    """Run (or resume) a protocol; returns its records, summary and folder.
+
+    Raises:
+        ValueError: the results folder holds a record made with other settings.
+        DataError: the data set is missing or unusable.
+    """
+    out = protocol.out
+    out.mkdir(parents=True, exist_ok=True)
+    have: dict[tuple, dict[str, Any]] = {}
+    for rec in protocol.collect():
+        bad = protocol.mismatch(rec)
+        if bad:
+            raise ValueError(
+                f"{out} holds {protocol.describe(rec)} run with other settings "
+                f"({', '.join(bad)} differ): choose another --out, or the same settings"
+            )
+        have[protocol.key(rec)] = rec
+    records, loaded = [], False
+    for target in protocol.targets():
+        rec = have.get(target.key)
+        if rec is not None and not protocol.needs_run(target, rec, log):
+            records.append(rec)
+            continue
+        if not loaded:
+            protocol.load(log)
+            loaded = True
+        rec = protocol.run_target(target, rec, log)
+        rec.update(provenance(protocol.settings.accelerator))
+        protocol.save(target, rec)
+        records.append(rec)
+    summary = protocol.summarize(protocol.summary_records(records))
+    protocol.write_summary(summary)
+    return Outcome(records, summary, out, protocol)

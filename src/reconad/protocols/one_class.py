@@ -1,0 +1,219 @@
+"""The one-class protocol: each normal class in turn, one record per (class, seed).
+
+Per class and seed: fit on that class's training images minus a seeded held-out share
+(which sets the threshold and fits any score fusion), score the whole test split, and
+record AUROC, AP, the calibrated rates, the AUROC of each alternative score, times and
+memory. The summary puts the published number beside ours per class.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reconad.data.protocol import one_class_split
+from reconad.evaluate import evaluate_one_class
+from reconad.protocols import one_class_summary as summary_mod
+from reconad.protocols.engine import Log, Protocol, RunSettings, Target
+from reconad.protocols.fingerprint import settings_mismatch
+from reconad.protocols.provenance import peak_rss_mb
+from reconad.scoring import ScoringSpec
+
+
+@dataclass(kw_only=True)
+class OneClassSettings(RunSettings):
+    """The one-class protocol's options beside the shared ones.
+
+    Attributes:
+        classes: the normal classes, each in turn.
+        scoring: the detector's ``score_views`` (under ``score``, as records keep it),
+            ``difficulty`` and ``difficulty_mode``.
+        also_score: further scoring variants of the same trained network (e.g.
+            ``multiview+entropy-subtract``), reported as components ``+VARIANT``.
+    """
+
+    classes: tuple[int, ...] = (0,)
+    scoring: dict[str, str] | None = None
+    also_score: tuple[str, ...] = ()
+
+
+def class_name(names: list[str] | None, c: int) -> str:
+    """The name of class ``c``, or its number when the data set names none."""
+    return names[c] if names and 0 <= c < len(names) else str(c)
+
+
+def variant_key(tag: str) -> str:
+    """The key an ``--also-score`` variant's AUROC has in a record's ``components``."""
+    return ScoringSpec.parse(tag).name or "+native"
+
+
+def collect_records(out_dir: Path, classes: list[int] | None = None) -> list[dict[str, Any]]:
+    """Every finished (class, seed) record in ``out_dir``, e.g. to summarise all seeds run
+    so far, whichever invocation ran them."""
+    records = [json.loads(p.read_text()) for p in sorted(Path(out_dir).glob("class*_seed*.json"))]
+    if classes is not None:
+        records = [r for r in records if r["class"] in classes]
+    return sorted(records, key=lambda r: (r["seed"], r["class"]))
+
+
+def run_one_class(
+    dataset: str,
+    train,
+    test,
+    normal: int,
+    settings: OneClassSettings,
+    seed: int,
+    save_to: Path | None = None,
+    log_to: Path | None = None,
+) -> dict[str, Any]:
+    """Fit on one normal class, score the whole test split, return the result record
+    (without provenance, which the engine adds). ``save_to`` keeps the fitted detector;
+    ``log_to`` receives its step log when it is not kept."""
+    from reconad.detector import Detector
+
+    s = settings
+    split = one_class_split(train, test, normal, val_fraction=s.val_fraction, seed=seed)
+    spec = ScoringSpec.from_record(s.scoring)  # records keep the key "score"
+    det = Detector(
+        s.method,
+        preset=s.preset,
+        seed=seed,
+        progress=s.progress,
+        epochs_scale=s.epochs_scale,
+        val_fraction=s.val_fraction,
+        accelerator=s.accelerator,
+        hparams=s.hparams,
+        logger=s.logger,
+        score_views=spec.score,
+        difficulty=spec.difficulty,
+        difficulty_mode=spec.mode,
+    )
+    t0 = time.perf_counter()
+    det.fit(split.train, validation=split.val)
+    t_fit = time.perf_counter() - t0
+    if save_to is not None:
+        det.save(save_to)  # the run log, if any, goes with it
+    elif log_to is not None:
+        det.save_run_log(log_to)
+    variants = {variant_key(t): ScoringSpec.parse(t) for t in s.also_score}
+    res = evaluate_one_class(det, split.test, split.test_anomalous, split.val, variants)
+    cfg = det.to_config()
+    t_score = res.pop("score_seconds")
+    return {
+        "dataset": dataset,
+        "method": s.method,
+        "preset": cfg["preset"],
+        "class": normal,
+        "class_name": class_name(train.class_names, normal),
+        "seed": seed,
+        **res,
+        "n_train": len(split.train),
+        "n_val": len(split.val),
+        "n_test": len(split.test),
+        "fit_seconds": round(t_fit, 2),
+        "steps": getattr(det, "steps_", None),
+        "images_seen": getattr(det, "images_seen_", None),
+        "stage_seconds": {k: round(v, 1) for k, v in det.stage_seconds_.items()},
+        "score_seconds": t_score,
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "hparams": cfg["hparams"],
+        "scoring": cfg["scoring"],
+        "input": cfg["input"],
+        "epochs_scale": s.epochs_scale,
+        "channels_last": bool(det.method_.channels_last),  # training layout (same maths)
+    }
+
+
+class OneClass(Protocol):
+    """Each class in turn is normal; one ``class{C}_seed{S}.json`` per class and seed."""
+
+    name = "one-class"
+    files = "summary.csv, summary.json, one JSON per class and seed"
+    settings: OneClassSettings
+
+    def __init__(self, settings: OneClassSettings) -> None:
+        from reconad.data.datasets import canonical_name
+
+        settings.dataset = canonical_name(settings.dataset)
+        super().__init__(settings)
+        self.wanted = settings.method_settings(settings.scoring)
+        self.train = self.test = None
+
+    def default_out(self) -> Path:
+        s = self.settings
+        tag = ScoringSpec.from_record(s.scoring).name
+        return Path("benchmarks/results") / s.dataset / (s.folder_name() + tag)
+
+    def targets(self) -> list[Target]:
+        s = self.settings
+        return [
+            Target((c, seed), f"class{c}_seed{seed}", seed, f"class {c}, seed {seed}", c)
+            for seed in s.seeds
+            for c in s.classes
+        ]
+
+    def collect(self) -> list[dict[str, Any]]:
+        return collect_records(self.out)
+
+    def key(self, record: dict[str, Any]) -> tuple:
+        return (record["class"], record["seed"])
+
+    def describe(self, record: dict[str, Any]) -> str:
+        return f"class {record.get('class')} seed {record.get('seed')}"
+
+    def mismatch(self, record: dict[str, Any]) -> list[str]:
+        return settings_mismatch(record, self.wanted)
+
+    def needs_run(self, target: Target, record: dict[str, Any], log: Log) -> bool:
+        # A finished run that lacks a requested --also-score variant is run again (the same
+        # settings, so the new record only adds the variant), not skipped without it.
+        missing = {variant_key(t) for t in self.settings.also_score}
+        missing -= set(record.get("components", {}))
+        if missing:
+            log(
+                f"[{self._prefix}] {target.label}: its record lacks "
+                f"{', '.join(sorted(missing))}: running it again"
+            )
+        return bool(missing)
+
+    @property
+    def _prefix(self) -> str:
+        return f"{self.settings.dataset}/{self.settings.method}"
+
+    def load(self, log: Log) -> None:
+        from reconad.data.datasets import load_dataset
+
+        self.train = load_dataset(self.settings.dataset, "train", root=self.settings.root)
+        self.test = load_dataset(self.settings.dataset, "test", root=self.settings.root)
+
+    def run_target(self, target: Target, record: dict[str, Any] | None, log: Log) -> dict:
+        s = self.settings
+        log(f"[{self._prefix}] {target.label}: training")
+        rec = run_one_class(
+            s.dataset, self.train, self.test, target.item, s, target.seed,
+            save_to=self.model_dir(target), log_to=self.log_dir(target),
+        )  # fmt: skip
+        log(
+            f"[{self._prefix}] {target.label}: AUROC {rec['auroc']:.2f} "
+            f"(fit {rec['fit_seconds']:.0f} s, score {rec['score_seconds']:.1f} s)"
+        )
+        return rec
+
+    def summary_records(self, ran: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        # every seed finished so far in this folder, for the classes asked for
+        return collect_records(self.out, list(self.settings.classes)) or ran
+
+    def summarize(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        from reconad.methods import get_method
+
+        refs = getattr(get_method(self.settings.method), "reference_methods", ())
+        return summary_mod.summarize(records, references=refs)
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        summary_mod.write_summary(summary, self.out)
+
+    def table(self, summary: dict[str, Any], records: list[dict[str, Any]]):
+        return summary_mod.render_table(summary)
