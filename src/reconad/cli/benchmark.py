@@ -7,6 +7,8 @@ for the adversarial one), stays: the protocol is read from ``--protocol`` or the
 
 from __future__ import annotations
 
+import functools
+import inspect
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -107,9 +109,46 @@ ScaleOpt = Annotated[float, typer.Option(help="Scale the epochs (quick runs).")]
 AccelOpt = Annotated[str, typer.Option(help="cpu, cuda or auto: where training and scoring run.")]
 ClassesOpt = Annotated[str, typer.Option(help="Normal classes, e.g. 0-9, 3, 1,4.")]
 
+#: options every protocol takes: (name, type, default); appended by ``_shared``
+EVERY = (
+    ("method", MethodOpt, "ae"), ("seeds", SeedsOpt, "0"), ("preset", PresetOpt, None),
+    ("data_root", DataRootOpt, None), ("epochs_scale", ScaleOpt, 1.0), ("set_", SetOpt, None),
+    ("progress", ProgressOpt, True),
+)  # fmt: skip
+#: options of the protocols that fit with held-out normals and log (one-class, industrial)
+FITTING = (
+    ("val_fraction", ValOpt, 0.1), ("accelerator", AccelOpt, "cpu"), ("logger", LoggerOpt, ""),
+)  # fmt: skip
 
-def _common(method, seeds, preset, data_root, out, val_fraction, epochs_scale, set_,
-            accelerator, save_models, progress) -> dict[str, Any]:  # fmt: skip
+
+def _shared(*groups):
+    """Give a command the options in ``groups`` beside its own, and hand it them parsed into
+    the settings fields every protocol shares, as the keyword ``common``."""
+
+    def wrap(command):
+        sig = inspect.signature(command, eval_str=True)  # the types, not their strings
+        own = [p for p in sig.parameters.values() if p.name != "common"]
+        added = [
+            inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, annotation=t, default=d)
+            for group in groups
+            for n, t, d in group
+        ]
+
+        @functools.wraps(command)
+        def run(**kw: Any) -> None:
+            shared = {p.name: kw.pop(p.name) for p in added}
+            return command(common=_common(**shared), **kw)
+
+        run.__signature__ = inspect.Signature(own + added)  # type: ignore[attr-defined]
+        return run
+
+    return wrap
+
+
+def _common(
+    method: str, seeds: str, preset: str | None, data_root: Path | None, epochs_scale: float,
+    set_: list[str] | None, progress: bool, **fitting: Any,
+) -> dict[str, Any]:  # fmt: skip
     """The settings every protocol shares, from their options (bad ones: one line)."""
     from reconad.data.protocol import parse_classes
 
@@ -117,10 +156,11 @@ def _common(method, seeds, preset, data_root, out, val_fraction, epochs_scale, s
         seed_list = tuple(parse_classes(seeds, 10**6))
     except ValueError as e:
         _fail(str(e))
+    if "logger" in fitting:
+        fitting["logger"] = _check_logger(fitting["logger"])
     return dict(
-        method=method, seeds=seed_list, preset=preset, root=data_root, out=out,
-        val_fraction=val_fraction, epochs_scale=epochs_scale, hparams=parse_set(set_),
-        accelerator=accelerator, save_models=save_models, progress=progress,
+        method=method, seeds=seed_list, preset=preset, root=data_root, epochs_scale=epochs_scale,
+        hparams=parse_set(set_), progress=progress, **fitting,
     )  # fmt: skip
 
 
@@ -156,13 +196,10 @@ def _run(settings):
     "one-class",
     short_help="Each class in turn is normal: AUROC per class beside the published numbers.",
 )
+@_shared(EVERY, FITTING)
 def one_class(
     dataset: Annotated[str, typer.Option(help="mnist, fmnist, cifar10, cifar100, gtsrb.")],
-    method: MethodOpt = "ae",
     classes: ClassesOpt = "all",
-    seeds: SeedsOpt = "0",
-    preset: PresetOpt = None,
-    data_root: DataRootOpt = None,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -170,8 +207,6 @@ def one_class(
             "e.g. ae+multiview+entropy)."
         ),
     ] = None,
-    val_fraction: ValOpt = 0.1,
-    epochs_scale: ScaleOpt = 1.0,
     score: Annotated[str, typer.Option(help="native or multiview (see fit --help).")] = "native",
     difficulty: DifficultyOpt = "none",
     difficulty_mode: DifficultyModeOpt = "divide",
@@ -186,10 +221,8 @@ def one_class(
     save_models: Annotated[
         Path | None, typer.Option(help="Keep each fitted model in DIR/classC_seedS.")
     ] = None,
-    set_: SetOpt = None,
-    accelerator: AccelOpt = "cpu",
-    logger: LoggerOpt = "",
-    progress: ProgressOpt = True,
+    *,
+    common: dict[str, Any],
 ) -> None:
     """Each class in turn is normal; AUROC per class with the published numbers beside ours
     (and any other score a method offers, e.g. DDR-ID's latent and image scores, with Deep
@@ -197,7 +230,7 @@ def one_class(
     from reconad.protocols import OneClassSettings
     from reconad.scoring import ScoringSpec
 
-    loggers = _check_logger(logger)
+    method = common["method"]
     scoring = _scoring(method, score, difficulty, difficulty_mode)
     variants = tuple(v for v in (also_score or "").split(",") if v.strip())
     for v in variants:  # validated before any training is spent, as --score is
@@ -206,32 +239,29 @@ def one_class(
         except ValueError as e:
             _fail(str(e))
         _scoring(method, spec.score, spec.difficulty, spec.mode)
-    common = _common(method, seeds, preset, data_root, out, val_fraction, epochs_scale, set_,
-                     accelerator, save_models, progress)  # fmt: skip
     _run(
         OneClassSettings(
             dataset=dataset,
             classes=_classes(classes, dataset),
+            out=out,
             scoring=scoring,
             also_score=variants,
-            logger=loggers,
+            save_models=save_models,
             **common,
         )  # fmt: skip
     )
 
 
 @bench.command(
-    "industrial", short_help="An MVTec AD-style category: image AUROC, pixel AUROC, AUPRO."
+    "industrial",
+    short_help="An MVTec AD-style category: image AUROC, pixel AUROC, AUPRO.",
 )
+@_shared(EVERY, FITTING)
 def industrial(
     dataset: Annotated[
         str,
         typer.Option(help="magnetic-tile, mvtec/screw, mvtec/transistor, or a category folder."),
     ],
-    method: MethodOpt = "ae",
-    seeds: SeedsOpt = "0",
-    preset: PresetOpt = None,
-    data_root: DataRootOpt = None,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -244,8 +274,6 @@ def industrial(
     channels: Annotated[
         int | None, typer.Option(help="1 or 3 converts every image (magnetic-tile: 1).")
     ] = None,
-    val_fraction: ValOpt = 0.1,
-    epochs_scale: ScaleOpt = 1.0,
     normalize: NormalizeOpt = "none",
     image_score: Annotated[
         str,
@@ -260,9 +288,6 @@ def industrial(
     save_models: Annotated[
         Path | None, typer.Option(help="Keep each fitted model in DIR/seedN (for predict).")
     ] = None,
-    set_: SetOpt = None,
-    accelerator: AccelOpt = "cpu",
-    logger: LoggerOpt = "",
     report: Annotated[
         Path | None,
         typer.Option(
@@ -271,7 +296,8 @@ def industrial(
             "keeps its model). See test --help."
         ),
     ] = None,
-    progress: ProgressOpt = True,
+    *,
+    common: dict[str, Any],
 ) -> None:
     """An MVTec AD-style category: fit on train/good minus held-out normals; image AUROC
     (also per defect type), pixel AUROC and AUPRO at each mask's own resolution, wall times
@@ -279,19 +305,17 @@ def industrial(
     from reconad.protocols import IndustrialSettings
 
     _check_report(report)
-    loggers = _check_logger(logger)
-    common = _common(method, seeds, preset, data_root, out, val_fraction, epochs_scale, set_,
-                     accelerator, save_models, progress)  # fmt: skip
     outcome = _run(
         IndustrialSettings(
             dataset=dataset,
+            out=out,
             size=size,
             channels=channels,
             normalize=normalize,
             image_score=image_score,
             patch=patch,
             augment=augment,
-            logger=loggers,
+            save_models=save_models,
             **common,
         )  # fmt: skip
     )
@@ -321,15 +345,13 @@ def _industrial_report(report: Path, outcome, models: Path | None) -> None:
 
 
 @bench.command(
-    "adversarial", short_help="Can a detector fitted on clean images flag adversarial ones?"
+    "adversarial",
+    short_help="Can a detector fitted on clean images flag adversarial ones?",
 )
+@_shared(EVERY)
 def adversarial(
     dataset: Annotated[str, typer.Option(help="mnist, fmnist, cifar10, gtsrb.")],
-    method: MethodOpt = "ae",
     classes: ClassesOpt = "all",
-    seeds: SeedsOpt = "0",
-    preset: PresetOpt = None,
-    data_root: DataRootOpt = None,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -356,9 +378,8 @@ def adversarial(
             "instead of fitting again."
         ),
     ] = None,
-    epochs_scale: ScaleOpt = 1.0,
-    set_: SetOpt = None,
-    progress: ProgressOpt = True,
+    *,
+    common: dict[str, Any],
 ) -> None:
     """Can a detector fitted on clean images flag adversarial ones? A small classifier is
     trained on the data set; FGSM/PGD examples are crafted from correctly classified test
@@ -366,14 +387,13 @@ def adversarial(
     from reconad.adversarial import parse_epsilons
     from reconad.protocols import AdversarialSettings
 
-    common = _common(method, seeds, preset, data_root, out, 0.1, epochs_scale, set_, "cpu",
-                     save_models, progress)  # fmt: skip
     try:
         settings = AdversarialSettings(
-            dataset=dataset, classes=_classes(classes, dataset),
+            dataset=dataset, classes=_classes(classes, dataset), out=out,
             attacks=tuple(a.strip() for a in attacks.split(",")),
             epsilons=parse_epsilons(epsilons), pgd_steps=pgd_steps, backend=attack_backend,
-            fit_on=fit_on, classifier_epochs=classifier_epochs, **common,
+            fit_on=fit_on, classifier_epochs=classifier_epochs, save_models=save_models,
+            **common,
         )  # fmt: skip
     except ValueError as e:
         _fail(str(e))

@@ -117,7 +117,7 @@ LoggerOpt = Annotated[
     typer.Option(
         help="Log every optimiser step's losses and learning rates (per stage and optimiser) "
         "into the model folder's logs/: csv (logs/metrics.csv, drawn by the report), "
-        'tensorboard (logs/tensorboard/; needs pip install "reconad[tensorboard]") or '
+        'tensorboard (logs/tensorboard/; needs pip install "reconad\\[tensorboard]") or '
         "csv,tensorboard. A resumed run continues its log. Default: no log."
     ),
 ]

@@ -69,9 +69,6 @@ class Adversarial(Protocol):
     settings: AdversarialSettings
 
     def __init__(self, settings: AdversarialSettings) -> None:
-        from reconad.data.datasets import canonical_name
-
-        settings.dataset = canonical_name(settings.dataset)
         super().__init__(settings)
         s = settings
         self.backend = resolve_backend(s.backend)

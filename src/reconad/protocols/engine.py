@@ -85,8 +85,15 @@ class Protocol:
 
     name: ClassVar[str]
     files: ClassVar[str]  # how the results folder is laid out, for the closing line
+    #: whether ``dataset`` names a data set of the registry (its alias resolved here);
+    #: False where it may be a folder (the industrial protocol)
+    registry_dataset: ClassVar[bool] = True
 
     def __init__(self, settings: RunSettings) -> None:
+        if self.registry_dataset:
+            from reconad.data.datasets import canonical_name
+
+            settings.dataset = canonical_name(settings.dataset)
         self.settings = settings
         self.out = Path(settings.out) if settings.out is not None else self.default_out()
 
@@ -153,6 +160,21 @@ class Protocol:
         """Where a target's step log goes without ``--save-models``: ``OUT/logs/<stem>``."""
         s = self.settings
         return self.out / "logs" / target.stem if s.logger and not s.save_models else None
+
+
+def fit_entries(det, fit_seconds: float) -> dict[str, Any]:
+    """What every record says about a detector's fit: its time, optimiser steps, images
+    seen, time per stage, hyper-parameters as resolved, input, and training layout."""
+    cfg = det.to_config()
+    return {
+        "fit_seconds": round(fit_seconds, 2),
+        "steps": getattr(det, "steps_", None),
+        "images_seen": getattr(det, "images_seen_", None),
+        "stage_seconds": {k: round(v, 1) for k, v in det.stage_seconds_.items()},
+        "hparams": cfg["hparams"],
+        "input": cfg["input"],
+        "channels_last": bool(det.method_.channels_last),  # training layout (same maths)
+    }
 
 
 @dataclass

@@ -35,7 +35,7 @@ from reconad.data.protocol import holdout_split
 from reconad.evaluate import _pct, evaluate
 from reconad.inputs import round_up
 from reconad.protocols import industrial_summary as summary_mod
-from reconad.protocols.engine import Log, Protocol, RunSettings, Target
+from reconad.protocols.engine import Log, Protocol, RunSettings, Target, fit_entries
 from reconad.protocols.fingerprint import as_stored, settings_mismatch
 from reconad.protocols.provenance import peak_rss_mb, reset_peak_rss
 from reconad.score_choice import MIN_IMAGES, Choice
@@ -149,6 +149,7 @@ class Industrial(Protocol):
 
     name = "industrial"
     files = "summary.csv, summary.json, one JSON per seed"
+    registry_dataset = False  # a named category or a folder
     settings: IndustrialSettings
 
     def __init__(self, settings: IndustrialSettings) -> None:
@@ -281,18 +282,12 @@ class Industrial(Protocol):
             **res,
             "n_train": len(fit),
             "n_val": len(val),
-            "fit_seconds": round(t_fit, 2),
-            "steps": getattr(det, "steps_", None),
-            "images_seen": getattr(det, "images_seen_", None),
-            "stage_seconds": {k: round(v, 1) for k, v in det.stage_seconds_.items()},
+            **fit_entries(det, t_fit),
             # fit + scoring (data already loaded); the pixel metrics' own peak is apart
             "peak_rss_mb": rss,
             "peak_rss_mb_with_metrics": round(peak_rss_mb(), 1),
             "peak_rss_scope": "this seed" if per_seed_peak else "process since start",
             "settings": st,
-            "hparams": cfg["hparams"],
-            "input": cfg["input"],
-            "channels_last": bool(det.method_.channels_last),  # training layout (same maths)
         }
 
     def summarize(self, records: list[dict[str, Any]]) -> dict[str, Any]:

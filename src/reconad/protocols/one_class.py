@@ -17,7 +17,7 @@ from typing import Any
 from reconad.data.protocol import one_class_split
 from reconad.evaluate import evaluate_one_class
 from reconad.protocols import one_class_summary as summary_mod
-from reconad.protocols.engine import Log, Protocol, RunSettings, Target
+from reconad.protocols.engine import Log, Protocol, RunSettings, Target, fit_entries
 from reconad.protocols.fingerprint import settings_mismatch
 from reconad.protocols.provenance import peak_rss_mb
 from reconad.scoring import ScoringSpec
@@ -113,17 +113,11 @@ def run_one_class(
         "n_train": len(split.train),
         "n_val": len(split.val),
         "n_test": len(split.test),
-        "fit_seconds": round(t_fit, 2),
-        "steps": getattr(det, "steps_", None),
-        "images_seen": getattr(det, "images_seen_", None),
-        "stage_seconds": {k: round(v, 1) for k, v in det.stage_seconds_.items()},
+        **fit_entries(det, t_fit),
         "score_seconds": t_score,
         "peak_rss_mb": round(peak_rss_mb(), 1),
-        "hparams": cfg["hparams"],
         "scoring": cfg["scoring"],
-        "input": cfg["input"],
         "epochs_scale": s.epochs_scale,
-        "channels_last": bool(det.method_.channels_last),  # training layout (same maths)
     }
 
 
@@ -135,9 +129,6 @@ class OneClass(Protocol):
     settings: OneClassSettings
 
     def __init__(self, settings: OneClassSettings) -> None:
-        from reconad.data.datasets import canonical_name
-
-        settings.dataset = canonical_name(settings.dataset)
         super().__init__(settings)
         self.wanted = settings.method_settings(settings.scoring)
         self.train = self.test = None
