@@ -10,7 +10,6 @@ a stopped run continues at the entry it stopped at; see :mod:`reconad.adversaria
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +65,7 @@ class Adversarial(Protocol):
 
     name = "adversarial"
     files = "summary.json, one JSON per target and seed"
+    record_glob, key_fields = "*_seed*.json", ("target", "seed")
     settings: AdversarialSettings
 
     def __init__(self, settings: AdversarialSettings) -> None:
@@ -91,16 +91,6 @@ class Adversarial(Protocol):
         return [
             Target((n, seed), f"{n}_seed{seed}", seed, f"{n}", n) for seed in s.seeds for n in names
         ]
-
-    def collect(self) -> list[dict[str, Any]]:
-        recs = [json.loads(p.read_text()) for p in sorted(self.out.glob("*_seed*.json"))]
-        return [r for r in recs if "target" in r and "seed" in r]
-
-    def key(self, record: dict[str, Any]) -> tuple:
-        return (record["target"], record["seed"])
-
-    def describe(self, record: dict[str, Any]) -> str:
-        return f"{record.get('target')} seed {record.get('seed')}"
 
     def mismatch(self, record: dict[str, Any]) -> list[str]:
         # ``protocol`` holds the classifier's epochs and width, so it covers the classifier
@@ -206,14 +196,13 @@ class Adversarial(Protocol):
 
         write_json(self.out / "summary.json", summary)
 
-    def table(self, summary: dict[str, Any], records: list[dict[str, Any]]):
+    def table(self, summary: dict[str, Any]):
         s, clf = self.settings, summary["classifier"]
         title = f"{s.method} on {s.dataset}"
-        if records:
+        if summary["n_records"]:
             title += (
                 f": adversarial detection (fit on {s.fit_on}; classifier clean accuracy "
-                f"{clf.get('test_accuracy', float('nan')):.1f}%; attacks via "
-                f"{records[0]['backend']})"
+                f"{clf.get('test_accuracy', float('nan')):.1f}%; attacks via {self.backend})"
             )
         return render_adversarial(summary["rows"], title)
 

@@ -16,6 +16,7 @@ summary and table. The engine does the rest, the same way for all three:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,6 +86,8 @@ class Protocol:
 
     name: ClassVar[str]
     files: ClassVar[str]  # how the results folder is laid out, for the closing line
+    record_glob: ClassVar[str]  # the result files, e.g. "class*_seed*.json"
+    key_fields: ClassVar[tuple[str, ...]]  # what one result file covers, e.g. (class, seed)
     #: whether ``dataset`` names a data set of the registry (its alias resolved here);
     #: False where it may be a folder (the industrial protocol)
     registry_dataset: ClassVar[bool] = True
@@ -104,20 +107,9 @@ class Protocol:
     def targets(self) -> list[Target]:
         raise NotImplementedError
 
-    def collect(self) -> list[dict[str, Any]]:
-        """Every finished record in the results folder, whichever run wrote it."""
-        raise NotImplementedError
-
-    def key(self, record: dict[str, Any]) -> tuple:
-        raise NotImplementedError
-
     def mismatch(self, record: dict[str, Any]) -> list[str]:
         """The settings on which ``record`` differs from this run's."""
         raise NotImplementedError
-
-    def describe(self, record: dict[str, Any]) -> str:
-        """The record in words, for the refusal (e.g. "class 3 seed 0")."""
-        return f"seed {record.get('seed')}"
 
     def load(self, log: Log) -> None:
         """Read the data, once, before the first target that runs."""
@@ -135,11 +127,22 @@ class Protocol:
     def write_summary(self, summary: dict[str, Any]) -> None:
         raise NotImplementedError
 
-    def table(self, summary: dict[str, Any], records: list[dict[str, Any]]):
+    def table(self, summary: dict[str, Any]):
         """A rich Table of the summary."""
         raise NotImplementedError
 
     # ---- shared -----------------------------------------------------------------------
+    def collect(self) -> list[dict[str, Any]]:
+        """Every finished record in the results folder, whichever run wrote it."""
+        return collect(self.out, self.record_glob, self.key_fields)
+
+    def key(self, record: dict[str, Any]) -> tuple:
+        return tuple(record[f] for f in self.key_fields)
+
+    def describe(self, record: dict[str, Any]) -> str:
+        """The record in words, for the refusal (e.g. "class 3 seed 0")."""
+        return " ".join(f"{f} {record.get(f)}" for f in self.key_fields)
+
     def record_path(self, target: Target) -> Path:
         return self.out / f"{target.stem}.json"
 
@@ -160,6 +163,14 @@ class Protocol:
         """Where a target's step log goes without ``--save-models``: ``OUT/logs/<stem>``."""
         s = self.settings
         return self.out / "logs" / target.stem if s.logger and not s.save_models else None
+
+
+def collect(out: Path, glob: str, key_fields: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The records in ``out`` whose files match ``glob``, by seed then key. A file without
+    the key fields or a method (an analysis script's output kept beside the runs) is none."""
+    recs = [json.loads(p.read_text()) for p in sorted(Path(out).glob(glob))]
+    recs = [r for r in recs if all(f in r for f in (*key_fields, "seed", "method"))]
+    return sorted(recs, key=lambda r: (r["seed"], *(r[f] for f in key_fields)))
 
 
 def fit_entries(det, fit_seconds: float) -> dict[str, Any]:
@@ -187,7 +198,7 @@ class Outcome:
     protocol: Protocol
 
     def table(self):
-        return self.protocol.table(self.summary, self.records)
+        return self.protocol.table(self.summary)
 
 
 def run(protocol: Protocol, log: Log = print) -> Outcome:

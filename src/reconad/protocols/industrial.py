@@ -20,7 +20,6 @@ One JSON per seed (``seed{s}.json``); the summary over seeds, its files and its 
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +34,7 @@ from reconad.data.protocol import holdout_split
 from reconad.evaluate import _pct, evaluate
 from reconad.inputs import round_up
 from reconad.protocols import industrial_summary as summary_mod
-from reconad.protocols.engine import Log, Protocol, RunSettings, Target, fit_entries
+from reconad.protocols.engine import Log, Protocol, RunSettings, Target, collect, fit_entries
 from reconad.protocols.fingerprint import as_stored, settings_mismatch
 from reconad.protocols.provenance import peak_rss_mb, reset_peak_rss
 from reconad.score_choice import MIN_IMAGES, Choice
@@ -98,8 +97,7 @@ class IndustrialSettings(RunSettings):
 def collect_industrial(out_dir: str | Path) -> list[dict[str, Any]]:
     """Every finished seed record in ``out_dir``, by seed (other ``seed*.json`` files, such
     as an analysis script's output kept beside the runs, are not records and are left out)."""
-    recs = [json.loads(p.read_text()) for p in Path(out_dir).glob("seed*.json")]
-    return sorted((r for r in recs if "seed" in r and "method" in r), key=lambda r: r["seed"])
+    return collect(out_dir, Industrial.record_glob, Industrial.key_fields)
 
 
 def _pixel_threshold(det, val: ImageSet, target_fpr: float) -> float | None:
@@ -150,6 +148,8 @@ class Industrial(Protocol):
     name = "industrial"
     files = "summary.csv, summary.json, one JSON per seed"
     registry_dataset = False  # a named category or a folder
+    record_glob, key_fields = "seed*.json", ("seed",)
+    table = staticmethod(summary_mod.render_industrial_table)
     settings: IndustrialSettings
 
     def __init__(self, settings: IndustrialSettings) -> None:
@@ -197,12 +197,6 @@ class Industrial(Protocol):
 
     def targets(self) -> list[Target]:
         return [Target((s,), f"seed{s}", s, f"seed {s}") for s in self.settings.seeds]
-
-    def collect(self) -> list[dict[str, Any]]:
-        return collect_industrial(self.out)
-
-    def key(self, record: dict[str, Any]) -> tuple:
-        return (record["seed"],)
 
     def mismatch(self, record: dict[str, Any]) -> list[str]:
         # The protocol's own settings compare as stored; the method's hyper-parameters as
@@ -295,6 +289,3 @@ class Industrial(Protocol):
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         summary_mod.write_industrial_summary(summary, self.out)
-
-    def table(self, summary: dict[str, Any], records: list[dict[str, Any]]):
-        return summary_mod.render_industrial_table(summary)

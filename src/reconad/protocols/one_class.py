@@ -8,7 +8,6 @@ memory. The summary puts the published number beside ours per class.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 from reconad.data.protocol import one_class_split
 from reconad.evaluate import evaluate_one_class
 from reconad.protocols import one_class_summary as summary_mod
-from reconad.protocols.engine import Log, Protocol, RunSettings, Target, fit_entries
+from reconad.protocols.engine import Log, Protocol, RunSettings, Target, collect, fit_entries
 from reconad.protocols.fingerprint import settings_mismatch
 from reconad.protocols.provenance import peak_rss_mb
 from reconad.scoring import ScoringSpec
@@ -53,10 +52,8 @@ def variant_key(tag: str) -> str:
 def collect_records(out_dir: Path, classes: list[int] | None = None) -> list[dict[str, Any]]:
     """Every finished (class, seed) record in ``out_dir``, e.g. to summarise all seeds run
     so far, whichever invocation ran them."""
-    records = [json.loads(p.read_text()) for p in sorted(Path(out_dir).glob("class*_seed*.json"))]
-    if classes is not None:
-        records = [r for r in records if r["class"] in classes]
-    return sorted(records, key=lambda r: (r["seed"], r["class"]))
+    records = collect(out_dir, OneClass.record_glob, OneClass.key_fields)
+    return [r for r in records if classes is None or r["class"] in classes]
 
 
 def run_one_class(
@@ -126,7 +123,9 @@ class OneClass(Protocol):
 
     name = "one-class"
     files = "summary.csv, summary.json, one JSON per class and seed"
+    record_glob, key_fields = "class*_seed*.json", ("class", "seed")
     settings: OneClassSettings
+    table = staticmethod(summary_mod.render_table)
 
     def __init__(self, settings: OneClassSettings) -> None:
         super().__init__(settings)
@@ -145,15 +144,6 @@ class OneClass(Protocol):
             for seed in s.seeds
             for c in s.classes
         ]
-
-    def collect(self) -> list[dict[str, Any]]:
-        return collect_records(self.out)
-
-    def key(self, record: dict[str, Any]) -> tuple:
-        return (record["class"], record["seed"])
-
-    def describe(self, record: dict[str, Any]) -> str:
-        return f"class {record.get('class')} seed {record.get('seed')}"
 
     def mismatch(self, record: dict[str, Any]) -> list[str]:
         return settings_mismatch(record, self.wanted)
@@ -205,6 +195,3 @@ class OneClass(Protocol):
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         summary_mod.write_summary(summary, self.out)
-
-    def table(self, summary: dict[str, Any], records: list[dict[str, Any]]):
-        return summary_mod.render_table(summary)
