@@ -57,8 +57,8 @@ LARGE_SIDE = 512
 class Scored:
     """What one scoring pass (``Detector._run``) gives: image scores, maps ``(N, H, W)``
     (None unless asked for, or from a method without maps), the first images' extras, the
-    method's alternative scores (``components``) and, when a fusion is about to be fitted,
-    its raw views (then ``scores`` is None)."""
+    alternative scores asked for (``components``) and, where a fusion scores, its raw views
+    (``scores`` is None while that fusion is not yet fitted)."""
 
     scores: np.ndarray | None
     maps: np.ndarray | None = None
@@ -280,11 +280,11 @@ class Detector(BaseEstimator):
                     normals = tiling.cut(normals, self.patch_, self._tile_stride)
                 self.method_.calibrate(normals.float() / 255.0)
             if fusion is not None:  # fitted on the held-out normals only
-                self.scoring_ = fusion.fit(self._run(val_images, maps=False, views=fusion).views)
+                self.scoring_ = fusion.fit(self._run(val_images, fusion=fusion).views)
         # held-out normals and synthetic defects only, before the threshold is set on them
         self._choose_image_score(val_images, fused=fusion is not None)
         if val_images is not None:
-            self.val_scores_ = self._run(val_images, maps=False).scores
+            self.val_scores_ = self._run(val_images).scores
             self.threshold_ = threshold_at_fpr(self.val_scores_, self.target_fpr)
         return self
 
@@ -401,7 +401,7 @@ class Detector(BaseEstimator):
     def image_scores(self, images: np.ndarray) -> dict[str, np.ndarray]:
         """Every image score a map method offers for uint8 model-size images ``(N, C, H, W)``:
         ``native``, ``map_max`` and ``map_topk`` (what ``image_score='auto'`` chooses from)."""
-        out = self._run(images, maps=False, components=True, map_scores=True, fused=False)
+        out = self._run(images, components=("map",), fusion=None)
         comps = out.components
         return {"native": out.scores, **{k: comps[k] for k in CANDIDATES if k in comps}}
 
@@ -502,23 +502,34 @@ class Detector(BaseEstimator):
     def _run(
         self,
         images: np.ndarray,
-        maps: bool = True,
+        *,
+        maps: bool = False,
         extras: int = 0,
-        views: Any = None,
-        components: bool = False,
-        fused: bool = True,
-        map_scores: bool = False,
+        components: tuple[str, ...] = (),
+        fusion: Any = "own",
     ) -> Scored:
-        """Score uint8 images in batches; keep maps, the first ``extras`` images' extras and,
-        with ``components``, the method's alternative scores (``ScoreOutput.components``).
+        """One scoring pass over uint8 images, in batches; what to keep is asked for.
 
-        With a fitted score fusion (``scoring_``) the scores are its fused views; given
-        ``views`` (a fusion about to be fitted), only the raw views (``Scored.views``); with
-        ``fused=False``, the method's own scores, whatever fusion is fitted.
+        Args:
+            maps: keep each image's map (``Scored.maps``).
+            extras: keep the first ``extras`` images' intermediate images.
+            components: alternative image scores to keep: ``"method"`` (the method's own,
+                e.g. DDR-ID's latent and image scores), ``"map"`` (read off the map:
+                ``map_max``, ``map_topk``).
+            fusion: whose score ``Scored.scores`` is: ``"own"``, the detector's (its fitted
+                fusion, else its image score); None, the method's native score; a
+                :class:`ScoreFusion`: its score once fitted, and its raw views
+                (``Scored.views``; ``scores`` is None until it is fitted).
         """
         self.method_.eval()
         device = self.method_.device  # the training accelerator: score where the model is
-        fusion = views if views is not None else getattr(self, "scoring_", None) if fused else None
+        read = None  # the detector's image score read off the map, instead of the native one
+        if isinstance(fusion, str):  # "own"
+            fusion = getattr(self, "scoring_", None)
+            if fusion is None and getattr(self, "image_score_", "native") != "native":
+                read = self.image_score_
+        own_comps = "method" in components and self.method_.has_components
+        map_comps = "map" in components and self.method_.produces_maps
         scores, amaps, kept, raw, comps = [], [], {}, {}, {}
         # channels-last where the method trains that way (on 2 CPU threads ARNet scores
         # 243 -> 430 gray images/s); the model is put back in the usual layout afterwards
@@ -526,12 +537,11 @@ class Detector(BaseEstimator):
             for i in range(0, len(images), self.score_batch_size):
                 x = torch.from_numpy(images[i : i + self.score_batch_size]).to(device)
                 x = (x.float() / 255.0).contiguous(memory_format=fmt)
-                out = None
-                # map methods: image scores read off the map (max of the mean-filtered
-                # map, top-k mean) beside the native one, in the same pass
-                map_comps = components and map_scores and self.method_.produces_maps
-                comps_here = components and self.method_.has_components or map_comps
-                if fusion is None or maps or comps_here or i < extras or "native" in fusion.views:
+                out = None  # the method's forward, skipped when only views are needed
+                if (
+                    fusion is None or maps or own_comps or map_comps or i < extras
+                    or "native" in fusion.views
+                ):  # fmt: skip
                     out = self._score(x, fmt)
                 if fusion is not None:
                     native = None if out is None else out.image_score
@@ -539,9 +549,9 @@ class Detector(BaseEstimator):
                         self.method_, x, fusion.views, fusion.difficulty, native=native
                     ).items():
                         raw.setdefault(k, []).append(t.numpy())
-                elif fused and getattr(self, "image_score_", "native") != "native":
-                    read = map_image_scores(out.anomaly_map)[self.image_score_]
-                    scores.append(self._finite(read.detach().float().cpu().numpy(), i))
+                elif read is not None:
+                    got = map_image_scores(out.anomaly_map)[read]
+                    scores.append(self._finite(got.detach().float().cpu().numpy(), i))
                 else:
                     scores.append(self._finite(out.image_score.detach().float().cpu().numpy(), i))
                 if maps and out.anomaly_map is not None:
@@ -549,22 +559,21 @@ class Detector(BaseEstimator):
                 if i < extras:
                     for k, v in out.extras.items():
                         kept.setdefault(k, []).append(v[: extras - i].detach().float().cpu())
-                if comps_here:
-                    more = out.components
-                    if map_comps and out.anomaly_map is not None:
-                        more = {**more, **map_image_scores(out.anomaly_map)}
-                    for k, v in more.items():
-                        comps.setdefault(k, []).append(v.detach().float().cpu().numpy())
+                more = dict(out.components) if own_comps else {}
+                if map_comps and out.anomaly_map is not None:
+                    more.update(map_image_scores(out.anomaly_map))
+                for k, v in more.items():
+                    comps.setdefault(k, []).append(v.detach().float().cpu().numpy())
         raw = {k: np.concatenate(v) for k, v in raw.items()}
-        if views is not None:
-            return Scored(scores=None, views=raw)
         if fusion is not None:
-            scores = [self._finite(fusion.transform(raw), 0)]
+            fitted = hasattr(fusion, "stats_")
+            scores = [self._finite(fusion.transform(raw), 0)] if fitted else None
         return Scored(
-            scores=np.concatenate(scores),
+            scores=None if scores is None else np.concatenate(scores),
             maps=np.concatenate(amaps) if amaps else None,
             extras={k: torch.cat(v).numpy() for k, v in kept.items()},
             components={k: np.concatenate(v) for k, v in comps.items()},
+            views=raw,
         )
 
     def _finite(self, s: np.ndarray, start: int) -> np.ndarray:
@@ -577,7 +586,7 @@ class Detector(BaseEstimator):
 
     def score_samples(self, X: ImageInput) -> np.ndarray:
         """Image anomaly scores, ``(N,)``; higher = more anomalous."""
-        return self._run(self._prepare(self._as_set(X)), maps=False).scores
+        return self._run(self._prepare(self._as_set(X))).scores
 
     def anomaly_maps(
         self, X: ImageInput, original_size: bool = False
@@ -589,7 +598,7 @@ class Detector(BaseEstimator):
             ValueError: if the method produces no maps (e.g. ``iforest``).
         """
         data = self._as_set(X)
-        maps = self._run(self._prepare(data)).maps
+        maps = self._run(self._prepare(data), maps=True).maps
         if maps is None:
             raise ValueError(f"method {self.method!r} produces image scores only, no maps")
         return resize_maps(maps, data.orig_sizes) if original_size else maps
@@ -645,11 +654,9 @@ class Detector(BaseEstimator):
         fusion = spec.fusion()
         images = self._prepare(self._as_set(X))
         if fusion is None:  # the method's own score, without this detector's fusion
-            return self._run(images, maps=False, fused=False).scores
-        fusion.fit(
-            self._run(self._prepare(self._as_set(validation)), maps=False, views=fusion).views
-        )
-        return self._finite(fusion.transform(self._run(images, maps=False, views=fusion).views), 0)
+            return self._run(images, fusion=None).scores
+        fusion.fit(self._run(self._prepare(self._as_set(validation)), fusion=fusion).views)
+        return self._run(images, fusion=fusion).scores  # now fitted: its score
 
     def explain(
         self, X: ImageInput, n: int | None = None, maps: bool = True, map_scores: bool = False
@@ -661,7 +668,8 @@ class Detector(BaseEstimator):
         data = self._as_set(X)
         images = self._prepare(data)
         n = len(images) if n is None else n
-        out = self._run(images, maps=maps, extras=n, components=True, map_scores=map_scores)
+        kinds = ("method", "map") if map_scores else ("method",)
+        out = self._run(images, maps=maps, extras=n, components=kinds)
         return {
             "scores": out.scores,
             "maps": out.maps,
