@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from reconad.protocols.fingerprint import resolved_settings
-from reconad.protocols.provenance import provenance
+from reconad.protocols.provenance import git_commit, provenance
 from reconad.serialize import write_json
 
 Log = Callable[[str], Any]
@@ -210,6 +210,7 @@ def run(protocol: Protocol, log: Log = print) -> Outcome:
     """
     out = protocol.out
     out.mkdir(parents=True, exist_ok=True)
+    commit = git_commit()  # the code this run started with, not the HEAD when it ends
     have: dict[tuple, dict[str, Any]] = {}
     for rec in protocol.collect():
         bad = protocol.mismatch(rec)
@@ -229,7 +230,7 @@ def run(protocol: Protocol, log: Log = print) -> Outcome:
             protocol.load(log)
             loaded = True
         rec = protocol.run_target(target, rec, log)
-        rec.update(provenance(protocol.settings.accelerator))
+        rec.update(provenance(protocol.settings.accelerator, commit))
         protocol.save(target, rec)
         records.append(rec)
     summary = protocol.summarize(protocol.summary_records(records))

@@ -56,8 +56,10 @@ def hardware(accelerator: str = "cpu") -> str:
     return f"cpu: {where}{os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
 
 
-def provenance(accelerator: str = "cpu") -> dict[str, Any]:
-    """The closing entries of every record: hardware, versions and git commit."""
+def provenance(accelerator: str = "cpu", commit: str | None = None) -> dict[str, Any]:
+    """The closing entries of every record: hardware, versions and git commit (``commit``:
+    the one read when the run started, since a long run may end after a later commit)."""
     from reconad.detector import versions
 
-    return {"hardware": hardware(accelerator), "versions": versions(), "git_commit": git_commit()}
+    commit = commit if commit is not None else git_commit()
+    return {"hardware": hardware(accelerator), "versions": versions(), "git_commit": commit}
