@@ -209,6 +209,25 @@ def test_benchmark_prints_the_table_and_resumes(tmp_path):
     assert r.exit_code == 0 and "training" not in r.output
 
 
+def test_benchmark_names_its_protocol_and_the_earlier_spelling_gives_the_same_record(tmp_path):
+    """`reconad benchmark one-class ...` and `reconad benchmark --dataset ...` run the same
+    protocol; a protocol the group does not know, or another protocol's option, is one line."""
+    root = shared("mnist").parent
+    common = ["--dataset", "mnist", "--method", "pca", "--classes", "1", "--data-root", root]
+    r = _invoke("benchmark", "one-class", *common, "--out", tmp_path / "n", "--no-progress")
+    assert r.exit_code == 0, r.output
+    r = _invoke("benchmark", *common, "--out", tmp_path / "o", "--no-progress")
+    assert r.exit_code == 0, r.output
+    new, old = (json.loads((tmp_path / d / "class1_seed0.json").read_text()) for d in "no")
+    assert new["auroc"] == old["auroc"] and new["calibrated"] == old["calibrated"]
+    r = _invoke("benchmark", "--protocol", "bogus", *common)
+    assert r.exit_code == 2 and "unknown protocol 'bogus'" in r.output
+    r = _invoke("benchmark", *common, "--size", "64")
+    assert r.exit_code == 2 and "--size applies to the industrial protocol only" in r.output
+    r = _invoke("benchmark", *common, "--attacks", "fgsm")
+    assert r.exit_code == 2 and "--attacks applies to the adversarial protocol only" in r.output
+
+
 def test_benchmark_rejects_unknown_dataset_and_classes(tmp_path):
     r = _invoke("benchmark", "--dataset", "imagenet", "--out", tmp_path)
     assert r.exit_code == 2 and "unknown dataset" in r.output
