@@ -233,6 +233,10 @@ def test_benchmark_rejects_unknown_dataset_and_classes(tmp_path):
     assert r.exit_code == 2 and "unknown dataset" in r.output
     r = _invoke("benchmark", "--dataset", "mnist", "--classes", "12", "--out", tmp_path)
     assert r.exit_code == 2 and "outside" in r.output
+    r = _invoke("benchmark", "one-class", "--dataset", "mnist", "--seeds", "x", "--out", tmp_path)
+    assert r.exit_code == 2 and "--seeds 'x'" in r.output
+    r = _invoke("benchmark", "one-class", "--dataset", "mnist", "--method", "nosuch")
+    assert r.exit_code == 2 and "error: unknown method 'nosuch'" in r.output
 
 
 def test_fit_chooses_the_image_score_on_held_out_normals_by_default(pca_model):

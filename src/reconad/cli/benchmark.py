@@ -154,8 +154,8 @@ def _common(
 
     try:
         seed_list = tuple(parse_classes(seeds, 10**6))
-    except ValueError as e:
-        _fail(str(e))
+    except ValueError:
+        _fail(f"--seeds {seeds!r}: give seeds as 0, 0-2 or 0,3")
     if "logger" in fitting:
         fitting["logger"] = _check_logger(fitting["logger"])
     return dict(
@@ -183,7 +183,7 @@ def _run(settings):
     try:
         outcome = run_benchmark(settings, log=_log)
     except (DataError, ValueError, KeyError) as e:
-        msg = str(e)
+        msg = str(e).strip('"')  # a KeyError's message comes quoted
         if "mixed" in msg:
             msg += " (on the command line: --channels 1 or --channels 3)"
         _fail(msg)
