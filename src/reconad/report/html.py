@@ -190,7 +190,7 @@ def write_test_report(
         path: the HTML file to write (atomically).
         det: the fitted detector (draws the gallery).
         test: the labelled test set ``metrics`` was computed on, in the same order.
-        metrics: ``evaluate_industrial``'s dict, the one written to ``metrics.json``.
+        metrics: ``reconad.evaluate.evaluate``'s dict, the one written to ``metrics.json``.
         config: the model's ``config.json`` contents (the model card).
         data: how to name the test data on the page (its folder).
         dataset_key: ``reference.industrial_key`` of the data, for published numbers.
