@@ -9,13 +9,14 @@ write never leaves a half-written result behind.
 
 from __future__ import annotations
 
+import csv
 import glob
 import json
 import os
 import shutil
 import signal
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,19 @@ def atomic_write(path: Path, writer: Callable[[Path], None]) -> None:
 def write_json(path: Path, data: Any) -> None:
     """Write JSON atomically, indented, with a trailing newline."""
     atomic_write(Path(path), lambda p: p.write_text(json.dumps(data, indent=2) + "\n"))
+
+
+def write_csv(path: Path, fields: list[str], rows: Iterable[dict[str, Any]]) -> None:
+    """Write a CSV atomically: a header of ``fields``, then one line per row (keys not in
+    ``fields`` left out, missing ones empty)."""
+
+    def write(tmp: Path) -> None:
+        with tmp.open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+            w.writeheader()
+            w.writerows(rows)
+
+    atomic_write(Path(path), write)
 
 
 def save_tensors(

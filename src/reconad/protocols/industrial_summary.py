@@ -9,13 +9,12 @@ stays blank.
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from reconad.serialize import write_json
+from reconad.serialize import write_csv, write_json
 
 #: (record key, label) of the headline metrics, in table order
 METRICS = [
@@ -91,17 +90,11 @@ def write_industrial_summary(summary: dict[str, Any], out_dir: str | Path) -> No
     out_dir = Path(out_dir)
     write_json(out_dir / "summary.json", summary)
     seeds = summary["seeds"]
-    tmp = out_dir / ".summary.csv.tmp"
-    with tmp.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["metric", "mean", "std", "n_seeds", *(f"seed{s}" for s in seeds)])
-        for row in summary["rows"]:
-            vals = [row["per_seed"].get(s) for s in seeds]
-            w.writerow(
-                [row["metric"], *("" if v is None else v for v in (row["mean"], row["std"]))]
-                + [row["n_seeds"], *("" if v is None else v for v in vals)]
-            )
-    tmp.replace(out_dir / "summary.csv")
+    fields = ["metric", "mean", "std", "n_seeds", *(f"seed{s}" for s in seeds)]
+    rows = [
+        {**row, **{f"seed{s}": row["per_seed"].get(s) for s in seeds}} for row in summary["rows"]
+    ]
+    write_csv(out_dir / "summary.csv", fields, rows)
 
 
 def render_industrial_table(summary: dict[str, Any]):

@@ -3,14 +3,13 @@ published number and the difference; ``summary.csv`` / ``summary.json``; the tab
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from reconad.reference import published_auroc, published_source
-from reconad.serialize import write_json
+from reconad.serialize import write_csv, write_json
 
 
 def _published_mean(ref: dict[str, float], classes: list[int]) -> float | None:
@@ -135,29 +134,26 @@ def write_summary(summary: dict[str, Any], out_dir: Path) -> None:
     ]
     comps, refs = _extra_columns(summary)
     fields[4:4] = [f"auroc_{k}" for k in comps] + [f"published_{m}" for m in refs]
-    tmp = out_dir / ".summary.csv.tmp"
-    with tmp.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
-        w.writeheader()
-        for row in summary["rows"]:
-            extra = {f"auroc_{k}": v for k, v in row.get("components", {}).items()}
-            extra.update({f"published_{m}": v for m, v in row.get("references", {}).items()})
-            w.writerow({**row, **extra})
-        w.writerow(
-            {
-                "class": "mean",
-                "auroc": summary["mean"],
-                "auroc_std": summary["mean_std_over_seeds"],
-                "published": summary["published_mean"],
-                "diff": summary["diff_mean"],
-                "fit_seconds": summary["total_fit_seconds"],
-                "score_seconds": summary["total_score_seconds"],
-                "peak_rss_mb": summary["peak_rss_mb"],
-                **{f"auroc_{k}": v for k, v in summary.get("component_means", {}).items()},
-                **{f"published_{m}": v for m, v in summary.get("reference_means", {}).items()},
-            }
-        )
-    tmp.replace(out_dir / "summary.csv")
+    rows = []
+    for row in summary["rows"]:
+        extra = {f"auroc_{k}": v for k, v in row.get("components", {}).items()}
+        extra.update({f"published_{m}": v for m, v in row.get("references", {}).items()})
+        rows.append({**row, **extra})
+    rows.append(
+        {
+            "class": "mean",
+            "auroc": summary["mean"],
+            "auroc_std": summary["mean_std_over_seeds"],
+            "published": summary["published_mean"],
+            "diff": summary["diff_mean"],
+            "fit_seconds": summary["total_fit_seconds"],
+            "score_seconds": summary["total_score_seconds"],
+            "peak_rss_mb": summary["peak_rss_mb"],
+            **{f"auroc_{k}": v for k, v in summary.get("component_means", {}).items()},
+            **{f"published_{m}": v for m, v in summary.get("reference_means", {}).items()},
+        }
+    )
+    write_csv(out_dir / "summary.csv", fields, rows)
 
 
 def render_table(summary: dict[str, Any]):
