@@ -70,7 +70,7 @@ class Adversarial(Protocol):
 
     def __init__(self, settings: AdversarialSettings) -> None:
         super().__init__(settings)
-        s = settings
+        s = self.settings
         self.backend = resolve_backend(s.backend)
         self.wanted = s.method_settings()
         proto = {k: getattr(s, k) for k in ATTACK_FIELDS if k not in _PER_ENTRY}

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -93,10 +93,10 @@ class Protocol:
     registry_dataset: ClassVar[bool] = True
 
     def __init__(self, settings: RunSettings) -> None:
-        if self.registry_dataset:
+        if self.registry_dataset:  # a copy: the caller's settings stay as given
             from reconad.data.datasets import canonical_name
 
-            settings.dataset = canonical_name(settings.dataset)
+            settings = replace(settings, dataset=canonical_name(settings.dataset))
         self.settings = settings
         self.out = Path(settings.out) if settings.out is not None else self.default_out()
 

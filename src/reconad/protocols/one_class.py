@@ -129,7 +129,7 @@ class OneClass(Protocol):
 
     def __init__(self, settings: OneClassSettings) -> None:
         super().__init__(settings)
-        self.wanted = settings.method_settings(settings.scoring)
+        self.wanted = self.settings.method_settings(self.settings.scoring)
         self.train = self.test = None
 
     def default_out(self) -> Path:
