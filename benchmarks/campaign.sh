@@ -43,8 +43,11 @@ QUEUE=(
   "$B --dataset mvtec/screw --method draem --seeds 0-2 --size 128 --save-models $MODELS/screw-draem"
   # the other deep methods sized in steps (their epoch-sized results stay in <method>/);
   # then the same methods on the two MVTec categories; pca first there (seconds)
-  "$MT --method ssim_ae --seeds 0 --out benchmarks/results/magnetic-tile/ssim_ae-steps"
-  "$MT --method arnet --seeds 0 --out benchmarks/results/magnetic-tile/arnet-steps"
+  # augmentation (issue 21 item 2), measured alone on the best Magnetic-Tile setting: the
+  # tiles have no preferred left/right or up/down (~30 min)
+  "$MT --method ae --seeds 0 --normalize image --augment hflip,vflip --out benchmarks/results/magnetic-tile/ae-steps-normalize-image-flips"
+  "$MT --method ssim_ae --seeds 0 --out benchmarks/results/magnetic-tile/ssim_ae-steps --save-models $MODELS/mt-ssim_ae-steps"
+  "$MT --method arnet --seeds 0 --out benchmarks/results/magnetic-tile/arnet-steps --save-models $MODELS/mt-arnet-steps"
   "$B --dataset mvtec/screw --method pca --seeds 0 --size 128"
   "$B --dataset mvtec/transistor --method pca --seeds 0 --size 128"
   "$B --dataset mvtec/screw --method ae --seeds 0 --size 128"
