@@ -136,8 +136,6 @@ class Adversarial(Protocol):
         return self.classifiers[seed]
 
     def run_target(self, target: Target, record: dict[str, Any] | None, log: Log) -> dict:
-        from reconad.detector import Detector
-
         s, seed, name = self.settings, target.seed, target.item
         where = f"{s.dataset}/{s.method} {name}"
         clf, clf_meta = self._classifier(seed, log)
@@ -161,10 +159,7 @@ class Adversarial(Protocol):
             log(f"{where}: using the detector in {model_dir}")
         else:
             log(f"{where}: fitting the detector on {len(fit_set)} images")
-            det = Detector(
-                s.method, preset=s.preset, seed=seed, progress=s.progress,
-                epochs_scale=s.epochs_scale, hparams=s.hparams,
-            )  # fmt: skip
+            det = s.detector(seed)
             det.fit(fit_set)
             det.save(model_dir)
         clean = det.explain(x_ok, n=0, maps=False)  # scores and the method's other scores

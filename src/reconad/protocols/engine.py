@@ -17,6 +17,7 @@ summary and table. The engine does the rest, the same way for all three:
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -68,6 +69,24 @@ class RunSettings:
     def folder_name(self) -> str:
         """``METHOD[-PRESET]``, the start of every protocol's default folder name."""
         return self.method + (f"-{self.preset}" if self.preset else "")
+
+    def detector(self, seed: int, **options: Any):
+        """An unfitted Detector with the method and training settings every protocol shares;
+        ``options`` are the protocol's own Detector options (scoring, input size...)."""
+        from reconad.detector import Detector
+
+        return Detector(
+            self.method,
+            preset=self.preset,
+            seed=seed,
+            progress=self.progress,
+            epochs_scale=self.epochs_scale,
+            val_fraction=self.val_fraction,
+            accelerator=self.accelerator,
+            hparams=self.hparams,
+            logger=self.logger,
+            **options,
+        )
 
 
 @dataclass(frozen=True)
@@ -173,9 +192,18 @@ def collect(out: Path, glob: str, key_fields: tuple[str, ...]) -> list[dict[str,
     return sorted(recs, key=lambda r: (r["seed"], *(r[f] for f in key_fields)))
 
 
-def fit_entries(det, fit_seconds: float) -> dict[str, Any]:
-    """What every record says about a detector's fit: its time, optimiser steps, images
-    seen, time per stage, hyper-parameters as resolved, input, and training layout."""
+def fit_detector(det, images, val, save_to: Path | None, log_to: Path | None) -> dict[str, Any]:
+    """Fit ``det`` on ``images`` (``val``: its held-out normals), then keep the detector in
+    ``save_to``, else its run log (if any) in ``log_to``. Returns what every record says
+    about the fit: its time, optimiser steps, images seen, time per stage, hyper-parameters
+    as resolved, input, and training layout."""
+    t0 = time.perf_counter()
+    det.fit(images, validation=val)
+    fit_seconds = time.perf_counter() - t0
+    if save_to is not None:
+        det.save(save_to)  # the run log, if any, goes with it
+    elif log_to is not None:
+        det.save_run_log(log_to)
     cfg = det.to_config()
     return {
         "fit_seconds": round(fit_seconds, 2),

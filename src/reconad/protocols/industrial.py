@@ -20,7 +20,6 @@ One JSON per seed (``seed{s}.json``); the summary over seeds, its files and its 
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ from reconad.data.protocol import holdout_split
 from reconad.evaluate import _pct, evaluate
 from reconad.inputs import round_up
 from reconad.protocols import industrial_summary as summary_mod
-from reconad.protocols.engine import Log, Protocol, RunSettings, Target, collect, fit_entries
+from reconad.protocols.engine import Log, Protocol, RunSettings, Target, collect, fit_detector
 from reconad.protocols.fingerprint import as_stored, settings_mismatch
 from reconad.protocols.provenance import peak_rss_mb, reset_peak_rss
 from reconad.score_choice import MIN_IMAGES, Choice
@@ -230,36 +229,19 @@ class Industrial(Protocol):
         return rec
 
     def _run_seed(self, target: Target) -> dict[str, Any]:
-        from reconad.detector import Detector
-
         s, st, seed = self.settings, self.stored, target.seed
         fit, val = holdout_split(self.train, st["val_fraction"], seed)
         per_seed_peak = reset_peak_rss()
-        det = Detector(
-            s.method,
-            preset=st["preset"],
+        det = s.detector(
+            seed,
             image_size=st["size"],
-            val_fraction=st["val_fraction"],
             target_fpr=st["target_fpr"],
-            seed=seed,
-            progress=s.progress,
-            epochs_scale=st["epochs_scale"],
             normalize=s.normalize,
             image_score=s.image_score,
             patch=s.patch,
             augment=s.augment,
-            accelerator=s.accelerator,
-            hparams=st["hparams"],
-            logger=s.logger,
         )
-        t0 = time.perf_counter()
-        det.fit(fit, validation=val)
-        t_fit = time.perf_counter() - t0
-        save_to, log_to = self.model_dir(target), self.log_dir(target)
-        if save_to is not None:
-            det.save(save_to)  # the run log, if any, goes with it
-        elif log_to is not None:
-            det.save_run_log(log_to)
+        fitted = fit_detector(det, fit, val, self.model_dir(target), self.log_dir(target))
         pixel_threshold = _pixel_threshold(det, val, st["target_fpr"])
         choice = _image_score_choice(det, val)
         res = evaluate(det, self.test, pixel_threshold)
@@ -267,16 +249,15 @@ class Industrial(Protocol):
         if choice is not None:
             res.update(image_score_entries(det, res, choice))
         rss = res.pop("peak_rss_mb_scoring")
-        cfg = det.to_config()
         return {
             "dataset": st["dataset"],
             "method": s.method,
-            "preset": cfg["preset"],
+            "preset": st["preset"],  # resolved as the detector resolves it
             "seed": seed,
             **res,
             "n_train": len(fit),
             "n_val": len(val),
-            **fit_entries(det, t_fit),
+            **fitted,
             # fit + scoring (data already loaded); the pixel metrics' own peak is apart
             "peak_rss_mb": rss,
             "peak_rss_mb_with_metrics": round(peak_rss_mb(), 1),

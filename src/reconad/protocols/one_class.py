@@ -8,7 +8,6 @@ memory. The summary puts the published number beside ours per class.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 from reconad.data.protocol import one_class_split
 from reconad.evaluate import evaluate_one_class
 from reconad.protocols import one_class_summary as summary_mod
-from reconad.protocols.engine import Log, Protocol, RunSettings, Target, collect, fit_entries
+from reconad.protocols.engine import Log, Protocol, RunSettings, Target, collect, fit_detector
 from reconad.protocols.fingerprint import settings_mismatch
 from reconad.protocols.provenance import peak_rss_mb
 from reconad.scoring import ScoringSpec
@@ -69,32 +68,13 @@ def run_one_class(
     """Fit on one normal class, score the whole test split, return the result record
     (without provenance, which the engine adds). ``save_to`` keeps the fitted detector;
     ``log_to`` receives its step log when it is not kept."""
-    from reconad.detector import Detector
-
     s = settings
     split = one_class_split(train, test, normal, val_fraction=s.val_fraction, seed=seed)
     spec = ScoringSpec.from_record(s.scoring)  # records keep the key "score"
-    det = Detector(
-        s.method,
-        preset=s.preset,
-        seed=seed,
-        progress=s.progress,
-        epochs_scale=s.epochs_scale,
-        val_fraction=s.val_fraction,
-        accelerator=s.accelerator,
-        hparams=s.hparams,
-        logger=s.logger,
-        score_views=spec.score,
-        difficulty=spec.difficulty,
-        difficulty_mode=spec.mode,
+    det = s.detector(
+        seed, score_views=spec.score, difficulty=spec.difficulty, difficulty_mode=spec.mode
     )
-    t0 = time.perf_counter()
-    det.fit(split.train, validation=split.val)
-    t_fit = time.perf_counter() - t0
-    if save_to is not None:
-        det.save(save_to)  # the run log, if any, goes with it
-    elif log_to is not None:
-        det.save_run_log(log_to)
+    fitted = fit_detector(det, split.train, split.val, save_to, log_to)
     variants = {variant_key(t): ScoringSpec.parse(t) for t in s.also_score}
     res = evaluate_one_class(det, split.test, split.test_anomalous, split.val, variants)
     cfg = det.to_config()
@@ -110,7 +90,7 @@ def run_one_class(
         "n_train": len(split.train),
         "n_val": len(split.val),
         "n_test": len(split.test),
-        **fit_entries(det, t_fit),
+        **fitted,
         "score_seconds": t_score,
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "scoring": cfg["scoring"],
