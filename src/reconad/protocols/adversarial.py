@@ -21,7 +21,7 @@ import torch
 from reconad.adversarial.attacks import ATTACKS, attack, resolve_backend, to_uint8
 from reconad.adversarial.classifier import get_classifier, predict
 from reconad.metrics import image_auroc
-from reconad.protocols.engine import Log, Protocol, RunSettings, Target
+from reconad.protocols.engine import Log, Protocol, RunSettings, Target, fmt
 from reconad.protocols.fingerprint import as_stored, settings_mismatch
 
 #: the protocol's own options, stored in each record's ``protocol`` (but _PER_ENTRY)
@@ -174,7 +174,7 @@ class Adversarial(Protocol):
             e = rec["entries"][key]
             log(
                 f"{where} {key}: success {e['success_rate']:.1f}%, "
-                f"detection AUROC {_fmt(e['auroc'])}"
+                f"detection AUROC {fmt(e['auroc'])}"
             )
         return rec
 
@@ -185,11 +185,6 @@ class Adversarial(Protocol):
             "classifier": clf,
             "n_records": len(records),
         }
-
-    def write_summary(self, summary: dict[str, Any]) -> None:
-        from reconad.serialize import write_json
-
-        write_json(self.out / "summary.json", summary)
 
     def table(self, summary: dict[str, Any]):
         s, clf = self.settings, summary["classifier"]
@@ -267,10 +262,6 @@ def _entry(atk, eps, clean, s_adv, fooled, x_ok, adv, t0) -> dict[str, Any]:
     }
 
 
-def _fmt(v) -> str:
-    return "-" if v is None else f"{v:.1f}"
-
-
 def _mean(values) -> float | None:
     """The mean of the values that are not None (an entry without a successful attack has
     no AUROC), or None when there is none."""
@@ -324,10 +315,10 @@ def render_adversarial(rows: list[dict[str, Any]], title: str):
             r["attack"],
             f"{r['epsilon_255']:g}",
             str(r["targets"]),
-            _fmt(r["success_rate"]),
-            _fmt(r["auroc"]),
-            _fmt(r["auroc_all_perturbed"]),
-            _fmt(r.get("auroc_paired")),
-            *(_fmt(r.get(f, {}).get(k)) for f, k in extra),
+            fmt(r["success_rate"]),
+            fmt(r["auroc"]),
+            fmt(r["auroc_all_perturbed"]),
+            fmt(r.get("auroc_paired")),
+            *(fmt(r.get(f, {}).get(k)) for f, k in extra),
         )
     return t

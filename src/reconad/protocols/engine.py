@@ -144,7 +144,8 @@ class Protocol:
         raise NotImplementedError
 
     def write_summary(self, summary: dict[str, Any]) -> None:
-        raise NotImplementedError
+        """Write the summary files: by default ``summary.json``."""
+        write_json(self.out / "summary.json", summary)
 
     def table(self, summary: dict[str, Any]):
         """A rich Table of the summary."""
@@ -214,6 +215,21 @@ def fit_detector(det, images, val, save_to: Path | None, log_to: Path | None) ->
         "input": cfg["input"],
         "channels_last": bool(det.method_.channels_last),  # training layout (same maths)
     }
+
+
+def fmt(value: Any, signed: bool = False) -> str:
+    """A table cell: a number to one decimal (signed where ``signed``), "-" for none, a
+    word as it is."""
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value
+    return f"{value:+.1f}" if signed else f"{value:.1f}"
+
+
+def mean_cell(mean: float | None, std: float | None, n_seeds: int) -> str:
+    """``mean ± std`` over seeds in a table (the mean alone from one seed)."""
+    return fmt(mean) + (f" ± {std:.1f}" if mean is not None and n_seeds > 1 else "")
 
 
 @dataclass
