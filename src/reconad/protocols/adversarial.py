@@ -77,7 +77,6 @@ class Adversarial(Protocol):
         self.protocol = as_stored(proto | {"backend": self.backend})
         self.keys = [(a, e, f"{a}@{e:.6g}") for a in s.attacks for e in s.epsilons]
         self.detectors = Path(s.save_models) if s.save_models else self.out / "detectors"
-        self.train = self.test = None
         self.classifiers: dict[int, tuple] = {}
 
     def default_out(self) -> Path:
@@ -94,24 +93,19 @@ class Adversarial(Protocol):
 
     def mismatch(self, record: dict[str, Any]) -> list[str]:
         # ``protocol`` holds the classifier's epochs and width, so it covers the classifier
-        old = {"settings": record.get("settings"), "protocol": record.get("protocol")}
         new = {"settings": self.wanted, "protocol": self.protocol}
-        return [k for k in new if old[k] != new[k]]
+        return [k for k, v in new.items() if record.get(k) != v]
 
     def needs_run(self, target: Target, record: dict[str, Any], log: Log) -> bool:
         return bool(_pending(record, self.keys))
 
     def load(self, log: Log) -> None:
-        from reconad.data.datasets import load_dataset
-
-        s = self.settings
-        if s.backend == "auto" and self.backend == "torch":
+        if self.settings.backend == "auto" and self.backend == "torch":
             log(
                 "attacks in plain torch (same FGSM/PGD definitions): the Adversarial Robustness "
                 "Toolbox is not installed (pip install adversarial-robustness-toolbox)"
             )
-        self.train = load_dataset(s.dataset, "train", root=s.root)
-        self.test = load_dataset(s.dataset, "test", root=s.root)
+        super().load(log)
 
     def summary_records(self, ran: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return ran  # the targets and seeds of this run

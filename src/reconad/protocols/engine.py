@@ -118,6 +118,7 @@ class Protocol:
             settings = replace(settings, dataset=canonical_name(settings.dataset))
         self.settings = settings
         self.out = Path(settings.out) if settings.out is not None else self.default_out()
+        self.train = self.test = None  # the data, read by load
 
     # ---- what a protocol supplies ---------------------------------------------------------
     def default_out(self) -> Path:
@@ -131,7 +132,13 @@ class Protocol:
         raise NotImplementedError
 
     def load(self, log: Log) -> None:
-        """Read the data, once, before the first target that runs."""
+        """Read the data, once, before the first target that runs: by default the train and
+        test splits of the data set."""
+        from reconad.data.datasets import load_dataset
+
+        s = self.settings
+        self.train = load_dataset(s.dataset, "train", root=s.root)
+        self.test = load_dataset(s.dataset, "test", root=s.root)
 
     def needs_run(self, target: Target, record: dict[str, Any], log: Log) -> bool:
         """Whether a target whose record exists runs again (it lacks something asked for)."""
@@ -162,6 +169,11 @@ class Protocol:
     def describe(self, record: dict[str, Any]) -> str:
         """The record in words, for the refusal (e.g. "class 3 seed 0")."""
         return " ".join(f"{f} {record.get(f)}" for f in self.key_fields)
+
+    def result_line(self, record: dict[str, Any]) -> str:
+        """A scored target's AUROC and times, for the log line that closes its run."""
+        fit, score = record["fit_seconds"], record["score_seconds"]
+        return f"AUROC {record['auroc']:.2f} (fit {fit:.0f} s, score {score:.1f} s)"
 
     def record_path(self, target: Target) -> Path:
         return self.out / f"{target.stem}.json"

@@ -45,6 +45,15 @@ INDUSTRIAL_DATASETS: dict[str, dict[str, Any]] = {
     "mvtec/transistor": {"channels": 3},
 }
 
+#: the options a record's settings hold only when set (so earlier results keep their
+#: settings): each with its default and what it adds to the default folder name
+OPTIONAL = {
+    "normalize": ("none", "+{}"),
+    "image_score": ("native", "+score-{}"),
+    "patch": (None, "+patch{}"),  # the network sees patch x patch tiles of the image
+    "augment": ("", "+{}"),  # hflip,vflip: +hflip+vflip
+}
+
 
 def is_industrial(dataset: str) -> bool:
     """Whether ``dataset`` names an industrial set or is an MVTec-style category folder."""
@@ -172,26 +181,16 @@ class Industrial(Protocol):
             "epochs_scale": s.epochs_scale,
             "hparams": dict(s.hparams or {}),
         }
-        # the options below are keys only when set, so earlier results keep their settings
-        if s.normalize != "none":
-            stored["normalize"] = s.normalize
-        if s.image_score != "native":
-            stored["image_score"] = s.image_score
-        if s.patch is not None:  # the network sees patch x patch tiles of the image
-            stored["patch"] = s.patch
-        if s.augment:
-            stored["augment"] = s.augment
+        for key, (default, _) in OPTIONAL.items():
+            if getattr(s, key) != default:
+                stored[key] = getattr(s, key)
         self.stored = as_stored(stored)
         self.wanted = s.method_settings()
         super().__init__(settings)
-        self.train = self.test = None
 
     def default_out(self) -> Path:
-        s = self.settings
-        folder = s.folder_name() + ("" if s.normalize == "none" else f"+{s.normalize}")
-        folder += "" if s.image_score == "native" else f"+score-{s.image_score}"
-        folder += "" if s.patch is None else f"+patch{s.patch}"
-        folder += "+" + s.augment.replace(",", "+") if s.augment else ""
+        tags = [tag.format(self.stored[k]) for k, (_, tag) in OPTIONAL.items() if k in self.stored]
+        folder = self.settings.folder_name() + "".join(tags).replace(",", "+")
         return Path("benchmarks/results") / self.category / folder
 
     def targets(self) -> list[Target]:
@@ -222,10 +221,7 @@ class Industrial(Protocol):
         log(f"{name} {target.label}: training at {self.side}x{self.side}{tiles}")
         rec = self._run_seed(target)
         rec["category_path"] = str(self.path)
-        log(
-            f"{name} {target.label}: image AUROC {rec['auroc']:.2f} "
-            f"(fit {rec['fit_seconds']:.0f} s, score {rec['score_seconds']:.1f} s)"
-        )
+        log(f"{name} {target.label}: image {self.result_line(rec)}")
         return rec
 
     def _run_seed(self, target: Target) -> dict[str, Any]:
@@ -265,8 +261,7 @@ class Industrial(Protocol):
             "settings": st,
         }
 
-    def summarize(self, records: list[dict[str, Any]]) -> dict[str, Any]:
-        return summary_mod.summarize_industrial(records)
+    summarize = staticmethod(summary_mod.summarize_industrial)
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         summary_mod.write_industrial_summary(summary, self.out)

@@ -110,7 +110,6 @@ class OneClass(Protocol):
     def __init__(self, settings: OneClassSettings) -> None:
         super().__init__(settings)
         self.wanted = self.settings.method_settings(self.settings.scoring)
-        self.train = self.test = None
 
     def default_out(self) -> Path:
         s = self.settings
@@ -144,12 +143,6 @@ class OneClass(Protocol):
     def _prefix(self) -> str:
         return f"{self.settings.dataset}/{self.settings.method}"
 
-    def load(self, log: Log) -> None:
-        from reconad.data.datasets import load_dataset
-
-        self.train = load_dataset(self.settings.dataset, "train", root=self.settings.root)
-        self.test = load_dataset(self.settings.dataset, "test", root=self.settings.root)
-
     def run_target(self, target: Target, record: dict[str, Any] | None, log: Log) -> dict:
         s = self.settings
         log(f"[{self._prefix}] {target.label}: training")
@@ -157,10 +150,7 @@ class OneClass(Protocol):
             s.dataset, self.train, self.test, target.item, s, target.seed,
             save_to=self.model_dir(target), log_to=self.log_dir(target),
         )  # fmt: skip
-        log(
-            f"[{self._prefix}] {target.label}: AUROC {rec['auroc']:.2f} "
-            f"(fit {rec['fit_seconds']:.0f} s, score {rec['score_seconds']:.1f} s)"
-        )
+        log(f"[{self._prefix}] {target.label}: {self.result_line(rec)}")
         return rec
 
     def summary_records(self, ran: list[dict[str, Any]]) -> list[dict[str, Any]]:
