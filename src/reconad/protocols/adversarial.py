@@ -63,7 +63,6 @@ class AdversarialSettings(RunSettings):
 class Adversarial(Protocol):
     """Adversarial-example detection; one ``<target>_seed<S>.json`` per target and seed."""
 
-    name = "adversarial"
     files = "summary.json, one JSON per target and seed"
     record_glob, key_fields = "*_seed*.json", ("target", "seed")
     settings: AdversarialSettings

@@ -103,7 +103,6 @@ class Target:
 class Protocol:
     """A benchmark protocol: its targets, one target's run, its summary and table."""
 
-    name: ClassVar[str]
     files: ClassVar[str]  # how the results folder is laid out, for the closing line
     record_glob: ClassVar[str]  # the result files, e.g. "class*_seed*.json"
     key_fields: ClassVar[tuple[str, ...]]  # what one result file covers, e.g. (class, seed)
@@ -175,12 +174,9 @@ class Protocol:
         fit, score = record["fit_seconds"], record["score_seconds"]
         return f"AUROC {record['auroc']:.2f} (fit {fit:.0f} s, score {score:.1f} s)"
 
-    def record_path(self, target: Target) -> Path:
-        return self.out / f"{target.stem}.json"
-
     def save(self, target: Target, record: dict[str, Any]) -> None:
         """Write a target's record atomically (also mid-run, for protocols that grow it)."""
-        write_json(self.record_path(target), record)
+        write_json(self.out / f"{target.stem}.json", record)
 
     def summary_records(self, ran: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The records the summary covers: by default every one in the folder."""

@@ -153,7 +153,6 @@ class Industrial(Protocol):
     (``auroc_chosen``): the leakage-free choice, reported beside the native score.
     """
 
-    name = "industrial"
     files = "summary.csv, summary.json, one JSON per seed"
     registry_dataset = False  # a named category or a folder
     record_glob, key_fields = "seed*.json", ("seed",)

@@ -101,7 +101,6 @@ def run_one_class(
 class OneClass(Protocol):
     """Each class in turn is normal; one ``class{C}_seed{S}.json`` per class and seed."""
 
-    name = "one-class"
     files = "summary.csv, summary.json, one JSON per class and seed"
     record_glob, key_fields = "class*_seed*.json", ("class", "seed")
     settings: OneClassSettings
