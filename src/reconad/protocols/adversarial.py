@@ -21,7 +21,7 @@ import torch
 from reconad.adversarial.attacks import ATTACKS, attack, resolve_backend, to_uint8
 from reconad.adversarial.classifier import get_classifier, predict
 from reconad.metrics import image_auroc
-from reconad.protocols.engine import Log, Protocol, RunSettings, Target, fmt
+from reconad.protocols.engine import Log, Protocol, RunSettings, Target, fmt, other_settings
 from reconad.protocols.fingerprint import as_stored, settings_mismatch
 
 #: the protocol's own options, stored in each record's ``protocol`` (but _PER_ENTRY)
@@ -214,10 +214,7 @@ def _load_detector(model_dir: Path, wanted: dict):
     have = {**cfg, "epochs_scale": cfg["training"]["epochs_scale"]}
     bad = settings_mismatch(have, wanted)
     if bad:
-        raise ValueError(
-            f"{model_dir} holds a detector fitted with other settings ({', '.join(bad)} differ): "
-            "choose another --out, or the same settings"
-        )
+        raise other_settings(f"{model_dir} holds a detector fitted", bad)
     return det
 
 
@@ -255,6 +252,10 @@ def _entry(atk, eps, clean, s_adv, fooled, x_ok, adv, t0) -> dict[str, Any]:
     }
 
 
+#: an entry's numbers that a summary row averages over targets (the first columns of its table)
+_MEANS = ("success_rate", "auroc", "auroc_all_perturbed", "auroc_paired")
+
+
 def _mean(values) -> float | None:
     """The mean of the values that are not None (an entry without a successful attack has
     no AUROC), or None when there is none."""
@@ -278,10 +279,7 @@ def summarize_adversarial(records: list[dict[str, Any]]) -> list[dict[str, Any]]
                 **row,
                 "epsilon_255": es[0]["epsilon_255"],
                 "targets": len(es),
-                "success_rate": _mean(e["success_rate"] for e in es),
-                "auroc": _mean(e["auroc"] for e in es),
-                "auroc_all_perturbed": _mean(e["auroc_all_perturbed"] for e in es),
-                "auroc_paired": _mean(e.get("auroc_paired") for e in es),
+                **{k: _mean(e.get(k) for e in es) for k in _MEANS},
                 **{
                     field: {k: _mean(e.get(field, {}).get(k) for e in es) for k in names}
                     for field in ("components", "components_paired")
@@ -308,10 +306,7 @@ def render_adversarial(rows: list[dict[str, Any]], title: str):
             r["attack"],
             f"{r['epsilon_255']:g}",
             str(r["targets"]),
-            fmt(r["success_rate"]),
-            fmt(r["auroc"]),
-            fmt(r["auroc_all_perturbed"]),
-            fmt(r.get("auroc_paired")),
+            *(fmt(r.get(k)) for k in _MEANS),
             *(fmt(r.get(f, {}).get(k)) for f, k in extra),
         )
     return t

@@ -225,6 +225,15 @@ def fit_detector(det, images, val, save_to: Path | None, log_to: Path | None) ->
     }
 
 
+def other_settings(what: str, bad: list[str]) -> ValueError:
+    """The refusal of ``what`` (e.g. "OUT holds class 3 seed 0 run") made with settings
+    that differ from this run's (``bad`` names them)."""
+    return ValueError(
+        f"{what} with other settings ({', '.join(bad)} differ): choose another --out, or the "
+        "same settings"
+    )
+
+
 def fmt(value: Any, signed: bool = False) -> str:
     """A table cell: a number to one decimal (signed where ``signed``), "-" for none, a
     word as it is."""
@@ -267,10 +276,7 @@ def run(protocol: Protocol, log: Log = print) -> Outcome:
     for rec in protocol.collect():
         bad = protocol.mismatch(rec)
         if bad:
-            raise ValueError(
-                f"{out} holds {protocol.describe(rec)} run with other settings "
-                f"({', '.join(bad)} differ): choose another --out, or the same settings"
-            )
+            raise other_settings(f"{out} holds {protocol.describe(rec)} run", bad)
         have[protocol.key(rec)] = rec
     records, loaded = [], False
     for target in protocol.targets():
