@@ -138,19 +138,10 @@ def write_summary(summary: dict[str, Any], out_dir: Path) -> None:
     """Write ``summary.json`` and ``summary.csv`` beside the per-run files."""
     out_dir = Path(out_dir)
     write_json(out_dir / "summary.json", summary)
-    fields = [
-        "class",
-        "class_name",
-        "auroc",
-        "auroc_std",
-        "published",
-        "diff",
-        "fit_seconds",
-        "score_seconds",
-        "peak_rss_mb",
-    ]
     comps, refs = _extra_columns(summary)
-    fields[4:4] = [f"auroc_{k}" for k in comps] + [f"published_{m}" for m in refs]
+    fields = ["class", "class_name", "auroc", "auroc_std"]
+    fields += [f"auroc_{k}" for k in comps] + [f"published_{m}" for m in refs]
+    fields += ["published", "diff", "fit_seconds", "score_seconds", "peak_rss_mb"]
     rows = []
     for row in [*summary["rows"], _mean_row(summary)]:
         extra = {f"auroc_{k}": v for k, v in row.get("components", {}).items()}
