@@ -429,21 +429,17 @@ class Detector(BaseEstimator):
         larger than ``LARGE_SIDE``: then the method's working resolution, aspect ratio kept,
         with a warning, instead of an hours-long full-resolution run nobody asked for."""
         h, w = hw
-        if max(h, w) > LARGE_SIDE:
-            scale = cls.working_side / max(h, w)
-            h2, w2 = (
-                round_up(max(1, round(v * scale)), cls.size_multiple, cls.min_size) for v in hw
-            )
+        large = max(h, w) > LARGE_SIDE
+        scale = cls.working_side / max(h, w) if large else 1
+        h2, w2 = (round_up(max(1, round(v * scale)), cls.size_multiple, cls.min_size) for v in hw)
+        if large:
             warnings.warn(
                 f"{self.method}: images are {h}x{w}; training at {h2}x{w2}, the method's working "
                 "resolution (pass image_size= / --image-size to choose another)",
                 UserWarning,
                 stacklevel=3,
             )
-            return h2, w2
-        return round_up(h, cls.size_multiple, cls.min_size), round_up(
-            w, cls.size_multiple, cls.min_size
-        )
+        return h2, w2
 
     @property
     def stage_seconds_(self) -> dict[str, float]:
@@ -549,11 +545,9 @@ class Detector(BaseEstimator):
                         self.method_, x, fusion.views, fusion.difficulty, native=native
                     ).items():
                         raw.setdefault(k, []).append(t.numpy())
-                elif read is not None:
-                    got = map_image_scores(out.anomaly_map)[read]
+                else:  # the image score: the method's own, or read off the map
+                    got = map_image_scores(out.anomaly_map)[read] if read else out.image_score
                     scores.append(self._finite(got.detach().float().cpu().numpy(), i))
-                else:
-                    scores.append(self._finite(out.image_score.detach().float().cpu().numpy(), i))
                 if maps and out.anomaly_map is not None:
                     amaps.append(out.anomaly_map[:, 0].detach().float().cpu().numpy())
                 if i < extras:

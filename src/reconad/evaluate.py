@@ -27,6 +27,30 @@ def _pct(v: float | None) -> float | None:
     return None if v is None else 100.0 * float(v)
 
 
+def _auroc(labels: np.ndarray, scores: np.ndarray) -> float | None:
+    return _pct(image_metrics(labels, scores)["auroc"])
+
+
+def _image_entries(labels: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
+    """AUROC, AP, the oracle's F1 and the TPR at 5% FPR of image scores, in %."""
+    m = image_metrics(labels, scores)
+    return {
+        "auroc": _pct(m["auroc"]),
+        "ap": _pct(m["ap"]),
+        "f1_max_oracle": _pct(m["f1_max"]),
+        "tpr_at_5fpr": _pct(m["tpr_at_5fpr"]),
+    }
+
+
+def _rates(threshold: float, flagged: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
+    """A calibrated threshold and the test FPR and TPR (in %) of what it flags."""
+    return {
+        "threshold": float(threshold),
+        "test_fpr": _pct(flagged[~truth].mean()),
+        "test_tpr": _pct(flagged[truth].mean()),
+    }
+
+
 def industrial_metrics(
     test: ImageSet,
     scores: np.ndarray,
@@ -45,25 +69,17 @@ def industrial_metrics(
     """
     labels = test.is_anomalous.astype(int)
     good = test.class_names.index("good")
-    res: dict[str, Any] = {}
-    m = image_metrics(labels, scores)
-    res.update(auroc=_pct(m["auroc"]), ap=_pct(m["ap"]), f1_max_oracle=_pct(m["f1_max"]))
-    res["tpr_at_5fpr"] = _pct(m["tpr_at_5fpr"])
+    res = _image_entries(labels, scores)
     per_type, counts = {}, {}
     for i, name in enumerate(test.class_names):
         counts[name] = int((test.labels == i).sum())
         if i != good and counts[name]:
             sel = (test.labels == i) | (test.labels == good)
-            per_type[name] = _pct(image_metrics(labels[sel], scores[sel])["auroc"])
+            per_type[name] = _auroc(labels[sel], scores[sel])
     res.update(auroc_per_type=per_type, n_per_type=counts)
     res.update(n_test=len(test), n_anomalous=int(labels.sum()))
     if np.isfinite(threshold):
-        pred = scores > threshold
-        res["calibrated"] = {
-            "threshold": float(threshold),
-            "test_fpr": _pct(pred[labels == 0].mean()),
-            "test_tpr": _pct(pred[labels == 1].mean()),
-        }
+        res["calibrated"] = _rates(threshold, scores > threshold, labels == 1)
     res.update(pixel_auroc=None, aupro=None)
     masks = test.masks or [None] * len(test)
     known = [i for i in range(len(test)) if test.labels[i] == good or masks[i] is not None]
@@ -75,21 +91,16 @@ def industrial_metrics(
         gts = [np.zeros(test.orig_sizes[i], bool) if masks[i] is None else masks[i] for i in known]
         sub = [maps[i] for i in known]
         res.update({k: _pct(v) for k, v in pixel_metrics(gts, sub).items()})
-        n_pos = int(sum(g.sum() for g in gts))
         res.update(
             n_pixel_images=len(known),
             n_empty_masks=sum(1 for i in known if labels[i] and not masks[i].any()),
             n_pixels=int(sum(g.size for g in gts)),
-            n_positive_pixels=n_pos,
+            n_positive_pixels=int(sum(g.sum() for g in gts)),
         )
         if pixel_threshold is not None:
             flag = np.concatenate([(a > pixel_threshold).ravel() for a in sub])
             truth = np.concatenate([g.ravel() for g in gts])
-            res["calibrated_pixel"] = {
-                "threshold": float(pixel_threshold),
-                "test_fpr": _pct(flag[~truth].mean()),
-                "test_tpr": _pct(flag[truth].mean()),
-            }
+            res["calibrated_pixel"] = _rates(pixel_threshold, flag, truth)
     res["scores"] = [float(s) for s in scores]
     return res
 
@@ -117,7 +128,7 @@ def evaluate(detector, test: ImageSet, pixel_threshold: float | None = None) -> 
     labels = test.is_anomalous.astype(int)
     comps = ex.get("components") or {}  # AUROC of each alternative image score, if any
     if comps:
-        res["components"] = {k: _pct(image_metrics(labels, v)["auroc"]) for k, v in comps.items()}
+        res["components"] = {k: _auroc(labels, v) for k, v in comps.items()}
     res.update(score_seconds=round(t_score, 2), metric_seconds=round(time.perf_counter() - t0, 2))
     res["peak_rss_mb_scoring"] = round(rss, 1)
     res["labels"] = [int(v) for v in labels]
@@ -143,27 +154,16 @@ def evaluate_one_class(
     t0 = time.perf_counter()
     scored = detector.explain(images, n=0, maps=False)  # scores and components, one pass
     t_score = time.perf_counter() - t0
-    scores = scored["scores"]
-    m = image_metrics(labels, scores)
-    pred = scores > detector.threshold_
-    components = {
-        k: _pct(image_metrics(labels, v)["auroc"]) for k, v in scored["components"].items()
-    }
+    res = _image_entries(labels, scored["scores"])
+    components = {k: _auroc(labels, v) for k, v in scored["components"].items()}
     held_out = None if validation is None else validation.unlabelled()
     for name, spec in (variants or {}).items():
         v = detector.score_variant(images, held_out, spec.score, spec.difficulty, spec.mode)
-        components[name] = _pct(image_metrics(labels, v)["auroc"])
-    return {
-        "auroc": _pct(m["auroc"]),
-        "ap": _pct(m["ap"]),
-        "f1_max_oracle": _pct(m["f1_max"]),
-        "tpr_at_5fpr": _pct(m["tpr_at_5fpr"]),
-        **({"components": components} if components else {}),
-        # The leakage-free operating point: threshold from held-out training normals.
-        "calibrated": {
-            "threshold": detector.threshold_,
-            "test_fpr": _pct(pred[labels == 0].mean()),
-            "test_tpr": _pct(pred[labels == 1].mean()),
-        },
-        "score_seconds": round(t_score, 2),
-    }
+        components[name] = _auroc(labels, v)
+    if components:
+        res["components"] = components
+    # The leakage-free operating point: threshold from held-out training normals.
+    t = detector.threshold_
+    res["calibrated"] = _rates(t, scored["scores"] > t, labels == 1)
+    res["score_seconds"] = round(t_score, 2)
+    return res

@@ -29,21 +29,15 @@ from reconad.cli.common import (
     AugmentOpt,
     DifficultyModeOpt,
     DifficultyOpt,
-    ImageScoreOpt,
     LoggerOpt,
     MethodOpt,
     NormalizeOpt,
     PatchOpt,
     ProgressOpt,
-    ReportOpt,
-    ScoreOpt,
-    SeedOpt,
     SetOpt,
     _check_logger,
     _check_report,
-    _check_run_options,
     _fail,
-    _load,
     _log,
     _model_config,
     _scoring,
@@ -53,6 +47,35 @@ from reconad.cli.common import (
     err,
     parse_set,
 )
+
+SeedOpt = Annotated[int, typer.Option(help="One seed for data order, init and erasers.")]
+
+ScoreOpt = Annotated[
+    str,
+    typer.Option(
+        help="native (the method's own score) or multiview (pixel MSE, 1 - SSIM and feature "
+        "dissimilarity of the reconstruction, each standardised on held-out normals, summed)."
+    ),
+]
+
+ImageScoreOpt = Annotated[
+    str,
+    typer.Option(
+        help="Map methods: how an image's score is read from its map. native (the method's "
+        "own), map_max (maximum of the mean-filtered map), map_topk (mean of the top 1% "
+        "pixels), or auto: the one that best tells held-out normals from the same images "
+        "with synthetic defects (no test image is read)."
+    ),
+]
+
+ReportOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Write one self-contained HTML page here: model card, metrics beside published "
+        "numbers, ROC/PR curves, score histogram, per-type table, a gallery of detections, "
+        "missed defects and false alarms, and training curves."
+    ),
+]
 
 
 @contextlib.contextmanager
@@ -118,6 +141,35 @@ def _check_out(out: Path, data: Path) -> Path:
     except OutputRefused as e:
         _fail(str(e))
     return out_r
+
+
+def _check_run_options(
+    accelerator: str, devices: str, val_fraction: float, target_fpr: float, epochs: int | None
+) -> int | str:
+    """Refuse bad run options before any data is read; returns ``devices`` as Fabric takes it."""
+    if not (devices.isdigit() and int(devices) >= 1) and devices != "auto":
+        _fail(f"--devices {devices!r}: give a number of devices (1, 2, ...) or auto")
+    if accelerator in ("cuda", "gpu"):
+        import torch
+
+        if not torch.cuda.is_available():
+            _fail(f"--accelerator {accelerator}: this torch build sees no CUDA GPU; use cpu")
+    if not 0.0 <= val_fraction < 1.0:
+        _fail(f"--val-fraction {val_fraction}: must be in [0, 1) (0 leaves no threshold)")
+    if not 0.0 < target_fpr < 1.0:
+        _fail(f"--target-fpr {target_fpr}: must be in (0, 1)")
+    if epochs is not None and epochs < 1:
+        _fail(f"--epochs {epochs}: must be at least 1")
+    return int(devices) if devices.isdigit() else devices
+
+
+def _load(model: Path):
+    from reconad.detector import Detector
+
+    try:
+        return Detector.load(model)
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        _fail(str(e))
 
 
 @app.command("list")
@@ -329,6 +381,7 @@ def test(
         console.print(f"wrote {report}")
 
 
+#: images decoded, scored and printed at a time by ``predict`` (memory flat in the count)
 PREDICT_CHUNK = 64
 
 

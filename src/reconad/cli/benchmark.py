@@ -146,22 +146,19 @@ def _shared(*groups):
 
 
 def _common(
-    method: str, seeds: str, preset: str | None, data_root: Path | None, epochs_scale: float,
-    set_: list[str] | None, progress: bool, **fitting: Any,
-) -> dict[str, Any]:  # fmt: skip
-    """The settings every protocol shares, from their options (bad ones: one line)."""
+    seeds: str, data_root: Path | None, set_: list[str] | None, **same: Any
+) -> dict[str, Any]:
+    """The settings every protocol shares, from their options (bad ones: one line); the
+    options named as the settings' fields (``same``) pass as they are."""
     from reconad.data.protocol import parse_classes
 
     try:
         seed_list = tuple(parse_classes(seeds, 10**6))
     except ValueError:
         _fail(f"--seeds {seeds!r}: give seeds as 0, 0-2 or 0,3")
-    if "logger" in fitting:
-        fitting["logger"] = _check_logger(fitting["logger"])
-    return dict(
-        method=method, seeds=seed_list, preset=preset, root=data_root, epochs_scale=epochs_scale,
-        hparams=parse_set(set_), progress=progress, **fitting,
-    )  # fmt: skip
+    if "logger" in same:
+        same["logger"] = _check_logger(same["logger"])
+    return dict(seeds=seed_list, root=data_root, hparams=parse_set(set_), **same)
 
 
 def _classes(spec: str, dataset: str) -> tuple[int, ...]:

@@ -47,19 +47,11 @@ MethodOpt = Annotated[
         "reconstructed from the published abstract, rotnet_ae from a thesis abstract)."
     ),
 ]
-SeedOpt = Annotated[int, typer.Option(help="One seed for data order, init and erasers.")]
 SetOpt = Annotated[
     list[str] | None,
     typer.Option("--set", help="Method hyper-parameter KEY=VALUE (repeatable), e.g. epochs=10."),
 ]
 ProgressOpt = Annotated[bool, typer.Option(help="Show progress bars.")]
-ScoreOpt = Annotated[
-    str,
-    typer.Option(
-        help="native (the method's own score) or multiview (pixel MSE, 1 - SSIM and feature "
-        "dissimilarity of the reconstruction, each standardised on held-out normals, summed)."
-    ),
-]
 DifficultyOpt = Annotated[
     str,
     typer.Option(
@@ -77,17 +69,6 @@ NormalizeOpt = Annotated[
     typer.Option(
         help="Per-image intensity normalisation: none, or image (each image's mean and "
         "standard deviation set to 128 and 48; for parts photographed under varying light)."
-    ),
-]
-
-
-ImageScoreOpt = Annotated[
-    str,
-    typer.Option(
-        help="Map methods: how an image's score is read from its map. native (the method's "
-        "own), map_max (maximum of the mean-filtered map), map_topk (mean of the top 1% "
-        "pixels), or auto: the one that best tells held-out normals from the same images "
-        "with synthetic defects (no test image is read)."
     ),
 ]
 
@@ -171,36 +152,6 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
-def _check_run_options(
-    accelerator: str, devices: str, val_fraction: float, target_fpr: float, epochs: int | None
-) -> int | str:
-    """Refuse bad run options before any data is read; returns ``devices`` as Fabric takes it."""
-    if not (devices.isdigit() and int(devices) >= 1) and devices != "auto":
-        _fail(f"--devices {devices!r}: give a number of devices (1, 2, ...) or auto")
-    if accelerator in ("cuda", "gpu"):
-        import torch
-
-        if not torch.cuda.is_available():
-            _fail(f"--accelerator {accelerator}: this torch build sees no CUDA GPU; use cpu")
-    if not 0.0 <= val_fraction < 1.0:
-        _fail(f"--val-fraction {val_fraction}: must be in [0, 1) (0 leaves no threshold)")
-    if not 0.0 < target_fpr < 1.0:
-        _fail(f"--target-fpr {target_fpr}: must be in (0, 1)")
-    if epochs is not None and epochs < 1:
-        _fail(f"--epochs {epochs}: must be at least 1")
-    return int(devices) if devices.isdigit() else devices
-
-
-ReportOpt = Annotated[
-    Path | None,
-    typer.Option(
-        help="Write one self-contained HTML page here: model card, metrics beside published "
-        "numbers, ROC/PR curves, score histogram, per-type table, a gallery of detections, "
-        "missed defects and false alarms, and training curves."
-    ),
-]
-
-
 def _check_report(report: Path | None) -> None:
     """Refuse, before any work, a --report path holding a file reconad did not write."""
     from reconad.report.html import check_report_path
@@ -232,15 +183,3 @@ def _training_curves(model: Path, cfg: dict[str, Any]):
     if curves:
         return curves, f"Per optimiser step, from the run log in {model}."
     return history_curves(cfg), "Mean loss per epoch, from the training history in config.json."
-
-
-#: images decoded, scored and printed at a time by ``predict`` (memory flat in the count)
-
-
-def _load(model: Path):
-    from reconad.detector import Detector
-
-    try:
-        return Detector.load(model)
-    except (FileNotFoundError, ValueError, KeyError) as e:
-        _fail(str(e))

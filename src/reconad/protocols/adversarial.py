@@ -21,7 +21,7 @@ import torch
 from reconad.adversarial.attacks import ATTACKS, attack, resolve_backend, to_uint8
 from reconad.adversarial.classifier import get_classifier, predict
 from reconad.metrics import image_auroc
-from reconad.protocols.engine import Log, Protocol, RunSettings, Target
+from reconad.protocols.engine import Log, Protocol, RunSettings, Target, fmt, other_settings
 from reconad.protocols.fingerprint import as_stored, settings_mismatch
 
 #: the protocol's own options, stored in each record's ``protocol`` (but _PER_ENTRY)
@@ -63,7 +63,6 @@ class AdversarialSettings(RunSettings):
 class Adversarial(Protocol):
     """Adversarial-example detection; one ``<target>_seed<S>.json`` per target and seed."""
 
-    name = "adversarial"
     files = "summary.json, one JSON per target and seed"
     record_glob, key_fields = "*_seed*.json", ("target", "seed")
     settings: AdversarialSettings
@@ -77,7 +76,6 @@ class Adversarial(Protocol):
         self.protocol = as_stored(proto | {"backend": self.backend})
         self.keys = [(a, e, f"{a}@{e:.6g}") for a in s.attacks for e in s.epsilons]
         self.detectors = Path(s.save_models) if s.save_models else self.out / "detectors"
-        self.train = self.test = None
         self.classifiers: dict[int, tuple] = {}
 
     def default_out(self) -> Path:
@@ -94,24 +92,19 @@ class Adversarial(Protocol):
 
     def mismatch(self, record: dict[str, Any]) -> list[str]:
         # ``protocol`` holds the classifier's epochs and width, so it covers the classifier
-        old = {"settings": record.get("settings"), "protocol": record.get("protocol")}
         new = {"settings": self.wanted, "protocol": self.protocol}
-        return [k for k in new if old[k] != new[k]]
+        return [k for k, v in new.items() if record.get(k) != v]
 
     def needs_run(self, target: Target, record: dict[str, Any], log: Log) -> bool:
         return bool(_pending(record, self.keys))
 
     def load(self, log: Log) -> None:
-        from reconad.data.datasets import load_dataset
-
-        s = self.settings
-        if s.backend == "auto" and self.backend == "torch":
+        if self.settings.backend == "auto" and self.backend == "torch":
             log(
                 "attacks in plain torch (same FGSM/PGD definitions): the Adversarial Robustness "
                 "Toolbox is not installed (pip install adversarial-robustness-toolbox)"
             )
-        self.train = load_dataset(s.dataset, "train", root=s.root)
-        self.test = load_dataset(s.dataset, "test", root=s.root)
+        super().load(log)
 
     def summary_records(self, ran: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return ran  # the targets and seeds of this run
@@ -136,8 +129,6 @@ class Adversarial(Protocol):
         return self.classifiers[seed]
 
     def run_target(self, target: Target, record: dict[str, Any] | None, log: Log) -> dict:
-        from reconad.detector import Detector
-
         s, seed, name = self.settings, target.seed, target.item
         where = f"{s.dataset}/{s.method} {name}"
         clf, clf_meta = self._classifier(seed, log)
@@ -161,10 +152,7 @@ class Adversarial(Protocol):
             log(f"{where}: using the detector in {model_dir}")
         else:
             log(f"{where}: fitting the detector on {len(fit_set)} images")
-            det = Detector(
-                s.method, preset=s.preset, seed=seed, progress=s.progress,
-                epochs_scale=s.epochs_scale, hparams=s.hparams,
-            )  # fmt: skip
+            det = s.detector(seed)
             det.fit(fit_set)
             det.save(model_dir)
         clean = det.explain(x_ok, n=0, maps=False)  # scores and the method's other scores
@@ -179,7 +167,7 @@ class Adversarial(Protocol):
             e = rec["entries"][key]
             log(
                 f"{where} {key}: success {e['success_rate']:.1f}%, "
-                f"detection AUROC {_fmt(e['auroc'])}"
+                f"detection AUROC {fmt(e['auroc'])}"
             )
         return rec
 
@@ -190,11 +178,6 @@ class Adversarial(Protocol):
             "classifier": clf,
             "n_records": len(records),
         }
-
-    def write_summary(self, summary: dict[str, Any]) -> None:
-        from reconad.serialize import write_json
-
-        write_json(self.out / "summary.json", summary)
 
     def table(self, summary: dict[str, Any]):
         s, clf = self.settings, summary["classifier"]
@@ -231,10 +214,7 @@ def _load_detector(model_dir: Path, wanted: dict):
     have = {**cfg, "epochs_scale": cfg["training"]["epochs_scale"]}
     bad = settings_mismatch(have, wanted)
     if bad:
-        raise ValueError(
-            f"{model_dir} holds a detector fitted with other settings ({', '.join(bad)} differ): "
-            "choose another --out, or the same settings"
-        )
+        raise other_settings(f"{model_dir} holds a detector fitted", bad)
     return det
 
 
@@ -272,8 +252,8 @@ def _entry(atk, eps, clean, s_adv, fooled, x_ok, adv, t0) -> dict[str, Any]:
     }
 
 
-def _fmt(v) -> str:
-    return "-" if v is None else f"{v:.1f}"
+#: an entry's numbers that a summary row averages over targets (the first columns of its table)
+_MEANS = ("success_rate", "auroc", "auroc_all_perturbed", "auroc_paired")
 
 
 def _mean(values) -> float | None:
@@ -299,10 +279,7 @@ def summarize_adversarial(records: list[dict[str, Any]]) -> list[dict[str, Any]]
                 **row,
                 "epsilon_255": es[0]["epsilon_255"],
                 "targets": len(es),
-                "success_rate": _mean(e["success_rate"] for e in es),
-                "auroc": _mean(e["auroc"] for e in es),
-                "auroc_all_perturbed": _mean(e["auroc_all_perturbed"] for e in es),
-                "auroc_paired": _mean(e.get("auroc_paired") for e in es),
+                **{k: _mean(e.get(k) for e in es) for k in _MEANS},
                 **{
                     field: {k: _mean(e.get(field, {}).get(k) for e in es) for k in names}
                     for field in ("components", "components_paired")
@@ -329,10 +306,7 @@ def render_adversarial(rows: list[dict[str, Any]], title: str):
             r["attack"],
             f"{r['epsilon_255']:g}",
             str(r["targets"]),
-            _fmt(r["success_rate"]),
-            _fmt(r["auroc"]),
-            _fmt(r["auroc_all_perturbed"]),
-            _fmt(r.get("auroc_paired")),
-            *(_fmt(r.get(f, {}).get(k)) for f, k in extra),
+            *(fmt(r.get(k)) for k in _MEANS),
+            *(fmt(r.get(f, {}).get(k)) for f, k in extra),
         )
     return t

@@ -17,6 +17,7 @@ summary and table. The engine does the rest, the same way for all three:
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -69,6 +70,24 @@ class RunSettings:
         """``METHOD[-PRESET]``, the start of every protocol's default folder name."""
         return self.method + (f"-{self.preset}" if self.preset else "")
 
+    def detector(self, seed: int, **options: Any):
+        """An unfitted Detector with the method and training settings every protocol shares;
+        ``options`` are the protocol's own Detector options (scoring, input size...)."""
+        from reconad.detector import Detector
+
+        return Detector(
+            self.method,
+            preset=self.preset,
+            seed=seed,
+            progress=self.progress,
+            epochs_scale=self.epochs_scale,
+            val_fraction=self.val_fraction,
+            accelerator=self.accelerator,
+            hparams=self.hparams,
+            logger=self.logger,
+            **options,
+        )
+
 
 @dataclass(frozen=True)
 class Target:
@@ -84,7 +103,6 @@ class Target:
 class Protocol:
     """A benchmark protocol: its targets, one target's run, its summary and table."""
 
-    name: ClassVar[str]
     files: ClassVar[str]  # how the results folder is laid out, for the closing line
     record_glob: ClassVar[str]  # the result files, e.g. "class*_seed*.json"
     key_fields: ClassVar[tuple[str, ...]]  # what one result file covers, e.g. (class, seed)
@@ -99,6 +117,7 @@ class Protocol:
             settings = replace(settings, dataset=canonical_name(settings.dataset))
         self.settings = settings
         self.out = Path(settings.out) if settings.out is not None else self.default_out()
+        self.train = self.test = None  # the data, read by load
 
     # ---- what a protocol supplies ---------------------------------------------------------
     def default_out(self) -> Path:
@@ -112,7 +131,13 @@ class Protocol:
         raise NotImplementedError
 
     def load(self, log: Log) -> None:
-        """Read the data, once, before the first target that runs."""
+        """Read the data, once, before the first target that runs: by default the train and
+        test splits of the data set."""
+        from reconad.data.datasets import load_dataset
+
+        s = self.settings
+        self.train = load_dataset(s.dataset, "train", root=s.root)
+        self.test = load_dataset(s.dataset, "test", root=s.root)
 
     def needs_run(self, target: Target, record: dict[str, Any], log: Log) -> bool:
         """Whether a target whose record exists runs again (it lacks something asked for)."""
@@ -125,7 +150,8 @@ class Protocol:
         raise NotImplementedError
 
     def write_summary(self, summary: dict[str, Any]) -> None:
-        raise NotImplementedError
+        """Write the summary files: by default ``summary.json``."""
+        write_json(self.out / "summary.json", summary)
 
     def table(self, summary: dict[str, Any]):
         """A rich Table of the summary."""
@@ -143,12 +169,14 @@ class Protocol:
         """The record in words, for the refusal (e.g. "class 3 seed 0")."""
         return " ".join(f"{f} {record.get(f)}" for f in self.key_fields)
 
-    def record_path(self, target: Target) -> Path:
-        return self.out / f"{target.stem}.json"
+    def result_line(self, record: dict[str, Any]) -> str:
+        """A scored target's AUROC and times, for the log line that closes its run."""
+        fit, score = record["fit_seconds"], record["score_seconds"]
+        return f"AUROC {record['auroc']:.2f} (fit {fit:.0f} s, score {score:.1f} s)"
 
     def save(self, target: Target, record: dict[str, Any]) -> None:
         """Write a target's record atomically (also mid-run, for protocols that grow it)."""
-        write_json(self.record_path(target), record)
+        write_json(self.out / f"{target.stem}.json", record)
 
     def summary_records(self, ran: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The records the summary covers: by default every one in the folder."""
@@ -173,9 +201,18 @@ def collect(out: Path, glob: str, key_fields: tuple[str, ...]) -> list[dict[str,
     return sorted(recs, key=lambda r: (r["seed"], *(r[f] for f in key_fields)))
 
 
-def fit_entries(det, fit_seconds: float) -> dict[str, Any]:
-    """What every record says about a detector's fit: its time, optimiser steps, images
-    seen, time per stage, hyper-parameters as resolved, input, and training layout."""
+def fit_detector(det, images, val, save_to: Path | None, log_to: Path | None) -> dict[str, Any]:
+    """Fit ``det`` on ``images`` (``val``: its held-out normals), then keep the detector in
+    ``save_to``, else its run log (if any) in ``log_to``. Returns what every record says
+    about the fit: its time, optimiser steps, images seen, time per stage, hyper-parameters
+    as resolved, input, and training layout."""
+    t0 = time.perf_counter()
+    det.fit(images, validation=val)
+    fit_seconds = time.perf_counter() - t0
+    if save_to is not None:
+        det.save(save_to)  # the run log, if any, goes with it
+    elif log_to is not None:
+        det.save_run_log(log_to)
     cfg = det.to_config()
     return {
         "fit_seconds": round(fit_seconds, 2),
@@ -186,6 +223,30 @@ def fit_entries(det, fit_seconds: float) -> dict[str, Any]:
         "input": cfg["input"],
         "channels_last": bool(det.method_.channels_last),  # training layout (same maths)
     }
+
+
+def other_settings(what: str, bad: list[str]) -> ValueError:
+    """The refusal of ``what`` (e.g. "OUT holds class 3 seed 0 run") made with settings
+    that differ from this run's (``bad`` names them)."""
+    return ValueError(
+        f"{what} with other settings ({', '.join(bad)} differ): choose another --out, or the "
+        "same settings"
+    )
+
+
+def fmt(value: Any, signed: bool = False) -> str:
+    """A table cell: a number to one decimal (signed where ``signed``), "-" for none, a
+    word as it is."""
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value
+    return f"{value:+.1f}" if signed else f"{value:.1f}"
+
+
+def mean_cell(mean: float | None, std: float | None, n_seeds: int) -> str:
+    """``mean ± std`` over seeds in a table (the mean alone from one seed)."""
+    return fmt(mean) + (f" ± {std:.1f}" if mean is not None and n_seeds > 1 else "")
 
 
 @dataclass
@@ -215,10 +276,7 @@ def run(protocol: Protocol, log: Log = print) -> Outcome:
     for rec in protocol.collect():
         bad = protocol.mismatch(rec)
         if bad:
-            raise ValueError(
-                f"{out} holds {protocol.describe(rec)} run with other settings "
-                f"({', '.join(bad)} differ): choose another --out, or the same settings"
-            )
+            raise other_settings(f"{out} holds {protocol.describe(rec)} run", bad)
         have[protocol.key(rec)] = rec
     records, loaded = [], False
     for target in protocol.targets():

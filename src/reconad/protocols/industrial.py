@@ -20,7 +20,6 @@ One JSON per seed (``seed{s}.json``); the summary over seeds, its files and its 
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ from reconad.data.protocol import holdout_split
 from reconad.evaluate import _pct, evaluate
 from reconad.inputs import round_up
 from reconad.protocols import industrial_summary as summary_mod
-from reconad.protocols.engine import Log, Protocol, RunSettings, Target, collect, fit_entries
+from reconad.protocols.engine import Log, Protocol, RunSettings, Target, collect, fit_detector
 from reconad.protocols.fingerprint import as_stored, settings_mismatch
 from reconad.protocols.provenance import peak_rss_mb, reset_peak_rss
 from reconad.score_choice import MIN_IMAGES, Choice
@@ -44,6 +43,15 @@ INDUSTRIAL_DATASETS: dict[str, dict[str, Any]] = {
     "magnetic-tile": {"channels": 1},
     "mvtec/screw": {"channels": 1},
     "mvtec/transistor": {"channels": 3},
+}
+
+#: the options a record's settings hold only when set (so earlier results keep their
+#: settings): each with its default and what it adds to the default folder name
+OPTIONAL = {
+    "normalize": ("none", "+{}"),
+    "image_score": ("native", "+score-{}"),
+    "patch": (None, "+patch{}"),  # the network sees patch x patch tiles of the image
+    "augment": ("", "+{}"),  # hflip,vflip: +hflip+vflip
 }
 
 
@@ -145,7 +153,6 @@ class Industrial(Protocol):
     (``auroc_chosen``): the leakage-free choice, reported beside the native score.
     """
 
-    name = "industrial"
     files = "summary.csv, summary.json, one JSON per seed"
     registry_dataset = False  # a named category or a folder
     record_glob, key_fields = "seed*.json", ("seed",)
@@ -173,26 +180,16 @@ class Industrial(Protocol):
             "epochs_scale": s.epochs_scale,
             "hparams": dict(s.hparams or {}),
         }
-        # the options below are keys only when set, so earlier results keep their settings
-        if s.normalize != "none":
-            stored["normalize"] = s.normalize
-        if s.image_score != "native":
-            stored["image_score"] = s.image_score
-        if s.patch is not None:  # the network sees patch x patch tiles of the image
-            stored["patch"] = s.patch
-        if s.augment:
-            stored["augment"] = s.augment
+        for key, (default, _) in OPTIONAL.items():
+            if getattr(s, key) != default:
+                stored[key] = getattr(s, key)
         self.stored = as_stored(stored)
         self.wanted = s.method_settings()
         super().__init__(settings)
-        self.train = self.test = None
 
     def default_out(self) -> Path:
-        s = self.settings
-        folder = s.folder_name() + ("" if s.normalize == "none" else f"+{s.normalize}")
-        folder += "" if s.image_score == "native" else f"+score-{s.image_score}"
-        folder += "" if s.patch is None else f"+patch{s.patch}"
-        folder += "+" + s.augment.replace(",", "+") if s.augment else ""
+        tags = [tag.format(self.stored[k]) for k, (_, tag) in OPTIONAL.items() if k in self.stored]
+        folder = self.settings.folder_name() + "".join(tags).replace(",", "+")
         return Path("benchmarks/results") / self.category / folder
 
     def targets(self) -> list[Target]:
@@ -223,43 +220,23 @@ class Industrial(Protocol):
         log(f"{name} {target.label}: training at {self.side}x{self.side}{tiles}")
         rec = self._run_seed(target)
         rec["category_path"] = str(self.path)
-        log(
-            f"{name} {target.label}: image AUROC {rec['auroc']:.2f} "
-            f"(fit {rec['fit_seconds']:.0f} s, score {rec['score_seconds']:.1f} s)"
-        )
+        log(f"{name} {target.label}: image {self.result_line(rec)}")
         return rec
 
     def _run_seed(self, target: Target) -> dict[str, Any]:
-        from reconad.detector import Detector
-
         s, st, seed = self.settings, self.stored, target.seed
         fit, val = holdout_split(self.train, st["val_fraction"], seed)
         per_seed_peak = reset_peak_rss()
-        det = Detector(
-            s.method,
-            preset=st["preset"],
+        det = s.detector(
+            seed,
             image_size=st["size"],
-            val_fraction=st["val_fraction"],
             target_fpr=st["target_fpr"],
-            seed=seed,
-            progress=s.progress,
-            epochs_scale=st["epochs_scale"],
             normalize=s.normalize,
             image_score=s.image_score,
             patch=s.patch,
             augment=s.augment,
-            accelerator=s.accelerator,
-            hparams=st["hparams"],
-            logger=s.logger,
         )
-        t0 = time.perf_counter()
-        det.fit(fit, validation=val)
-        t_fit = time.perf_counter() - t0
-        save_to, log_to = self.model_dir(target), self.log_dir(target)
-        if save_to is not None:
-            det.save(save_to)  # the run log, if any, goes with it
-        elif log_to is not None:
-            det.save_run_log(log_to)
+        fitted = fit_detector(det, fit, val, self.model_dir(target), self.log_dir(target))
         pixel_threshold = _pixel_threshold(det, val, st["target_fpr"])
         choice = _image_score_choice(det, val)
         res = evaluate(det, self.test, pixel_threshold)
@@ -267,16 +244,15 @@ class Industrial(Protocol):
         if choice is not None:
             res.update(image_score_entries(det, res, choice))
         rss = res.pop("peak_rss_mb_scoring")
-        cfg = det.to_config()
         return {
             "dataset": st["dataset"],
             "method": s.method,
-            "preset": cfg["preset"],
+            "preset": st["preset"],  # resolved as the detector resolves it
             "seed": seed,
             **res,
             "n_train": len(fit),
             "n_val": len(val),
-            **fit_entries(det, t_fit),
+            **fitted,
             # fit + scoring (data already loaded); the pixel metrics' own peak is apart
             "peak_rss_mb": rss,
             "peak_rss_mb_with_metrics": round(peak_rss_mb(), 1),
@@ -284,8 +260,7 @@ class Industrial(Protocol):
             "settings": st,
         }
 
-    def summarize(self, records: list[dict[str, Any]]) -> dict[str, Any]:
-        return summary_mod.summarize_industrial(records)
+    summarize = staticmethod(summary_mod.summarize_industrial)
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         summary_mod.write_industrial_summary(summary, self.out)

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from reconad.protocols.engine import fmt, mean_cell
 from reconad.serialize import write_csv, write_json
 
 #: (record key, label) of the headline metrics, in table order
@@ -31,9 +32,15 @@ COSTS = [
 ]
 
 
-def _row(key: str, label: str, records: list[dict[str, Any]], get) -> dict[str, Any]:
-    per_seed = {r["seed"]: get(r) for r in records}
-    vals = np.array([v for v in per_seed.values() if v is not None], dtype=float)
+def _row(
+    key: str, label: str, records: list[dict[str, Any]], field: str, sub: str | None = None
+) -> dict[str, Any]:
+    """Each seed's ``record[field]`` (or ``record[field][sub]``), and the mean and std of
+    those that are numbers (the chosen score's row names a score per seed)."""
+    per_seed = {r["seed"]: r.get(field) for r in records}
+    if sub is not None:
+        per_seed = {seed: (v or {}).get(sub) for seed, v in per_seed.items()}
+    vals = np.array([v for v in per_seed.values() if isinstance(v, int | float)], dtype=float)
     return {
         "metric": key,
         "label": label,
@@ -48,27 +55,19 @@ def summarize_industrial(records: list[dict[str, Any]]) -> dict[str, Any]:
     """Mean and std over seeds of every metric, per-type AUROC, times and memory."""
     if not records:
         return {"rows": [], "seeds": []}
-    rows = [_row(k, lbl, records, lambda r, k=k: r.get(k)) for k, lbl in METRICS]
-    chosen = lambda r: (r.get("image_score_choice") or {}).get("chosen")  # noqa: E731
-    if any(chosen(r) for r in records):  # map methods, since the choice is recorded
+    rows = [_row(k, lbl, records, k) for k, lbl in METRICS]
+    if any((r.get("image_score_choice") or {}).get("chosen") for r in records):  # map methods
         label = "image AUROC %, score chosen on synthetic defects"
-        rows.insert(1, _row("auroc_chosen", label, records, lambda r: r.get("auroc_chosen")))
-        which = _row("image_score_chosen", "  (the score chosen)", records, lambda r: None)
-        rows.insert(2, {**which, "per_seed": {r["seed"]: chosen(r) for r in records}})
-    types = sorted({t for r in records for t in r.get("auroc_per_type", {})})
-    for t in types:
-        rows.append(
-            _row(
-                f"auroc[{t}]",
-                f"  image AUROC % {t}",
-                records,
-                lambda r, t=t: r.get("auroc_per_type", {}).get(t),
-            )
-        )
+        rows.insert(1, _row("auroc_chosen", label, records, "auroc_chosen"))
+        label = "  (the score chosen)"
+        rows.insert(2, _row("image_score_chosen", label, records, "image_score_choice", "chosen"))
+    for t in sorted({t for r in records for t in r.get("auroc_per_type", {})}):
+        label = f"  image AUROC % {t}"
+        rows.append(_row(f"auroc[{t}]", label, records, "auroc_per_type", t))
     for c in sorted({c for r in records for c in r.get("components", {})}):
-        get = lambda r, c=c: r.get("components", {}).get(c)  # noqa: E731
-        rows.append(_row(f"component[{c}]", f"image AUROC % of score {c}", records, get))
-    rows += [_row(k, lbl, records, lambda r, k=k: r.get(k)) for k, lbl in COSTS]
+        label = f"image AUROC % of score {c}"
+        rows.append(_row(f"component[{c}]", label, records, "components", c))
+    rows += [_row(k, lbl, records, k) for k, lbl in COSTS]
     first = records[0]
     return {
         "dataset": first["dataset"],
@@ -111,16 +110,8 @@ def render_industrial_table(summary: dict[str, Any]):
     t.add_column("mean ± std", justify="right")
     for s in summary["seeds"]:
         t.add_column(f"seed {s}", justify="right")
-
-    def fmt(v, digits=1):
-        if isinstance(v, str):
-            return v
-        return "-" if v is None else f"{v:.{digits}f}"
-
     for row in summary["rows"]:
-        mean = fmt(row["mean"])
-        if row["mean"] is not None and row["n_seeds"] > 1:
-            mean += f" ± {row['std']:.1f}"
+        mean = mean_cell(row["mean"], row["std"], row["n_seeds"])
         style = "bold" if row["metric"] in ("auroc", "pixel_auroc", "aupro") else None
         cells = [fmt(row["per_seed"].get(s)) for s in summary["seeds"]]
         t.add_row(row["label"], mean, *cells, style=style)

@@ -8,7 +8,6 @@ memory. The summary puts the published number beside ours per class.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 from reconad.data.protocol import one_class_split
 from reconad.evaluate import evaluate_one_class
 from reconad.protocols import one_class_summary as summary_mod
-from reconad.protocols.engine import Log, Protocol, RunSettings, Target, collect, fit_entries
+from reconad.protocols.engine import Log, Protocol, RunSettings, Target, collect, fit_detector
 from reconad.protocols.fingerprint import settings_mismatch
 from reconad.protocols.provenance import peak_rss_mb
 from reconad.scoring import ScoringSpec
@@ -69,32 +68,13 @@ def run_one_class(
     """Fit on one normal class, score the whole test split, return the result record
     (without provenance, which the engine adds). ``save_to`` keeps the fitted detector;
     ``log_to`` receives its step log when it is not kept."""
-    from reconad.detector import Detector
-
     s = settings
     split = one_class_split(train, test, normal, val_fraction=s.val_fraction, seed=seed)
     spec = ScoringSpec.from_record(s.scoring)  # records keep the key "score"
-    det = Detector(
-        s.method,
-        preset=s.preset,
-        seed=seed,
-        progress=s.progress,
-        epochs_scale=s.epochs_scale,
-        val_fraction=s.val_fraction,
-        accelerator=s.accelerator,
-        hparams=s.hparams,
-        logger=s.logger,
-        score_views=spec.score,
-        difficulty=spec.difficulty,
-        difficulty_mode=spec.mode,
+    det = s.detector(
+        seed, score_views=spec.score, difficulty=spec.difficulty, difficulty_mode=spec.mode
     )
-    t0 = time.perf_counter()
-    det.fit(split.train, validation=split.val)
-    t_fit = time.perf_counter() - t0
-    if save_to is not None:
-        det.save(save_to)  # the run log, if any, goes with it
-    elif log_to is not None:
-        det.save_run_log(log_to)
+    fitted = fit_detector(det, split.train, split.val, save_to, log_to)
     variants = {variant_key(t): ScoringSpec.parse(t) for t in s.also_score}
     res = evaluate_one_class(det, split.test, split.test_anomalous, split.val, variants)
     cfg = det.to_config()
@@ -110,7 +90,7 @@ def run_one_class(
         "n_train": len(split.train),
         "n_val": len(split.val),
         "n_test": len(split.test),
-        **fit_entries(det, t_fit),
+        **fitted,
         "score_seconds": t_score,
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "scoring": cfg["scoring"],
@@ -121,7 +101,6 @@ def run_one_class(
 class OneClass(Protocol):
     """Each class in turn is normal; one ``class{C}_seed{S}.json`` per class and seed."""
 
-    name = "one-class"
     files = "summary.csv, summary.json, one JSON per class and seed"
     record_glob, key_fields = "class*_seed*.json", ("class", "seed")
     settings: OneClassSettings
@@ -130,7 +109,6 @@ class OneClass(Protocol):
     def __init__(self, settings: OneClassSettings) -> None:
         super().__init__(settings)
         self.wanted = self.settings.method_settings(self.settings.scoring)
-        self.train = self.test = None
 
     def default_out(self) -> Path:
         s = self.settings
@@ -164,12 +142,6 @@ class OneClass(Protocol):
     def _prefix(self) -> str:
         return f"{self.settings.dataset}/{self.settings.method}"
 
-    def load(self, log: Log) -> None:
-        from reconad.data.datasets import load_dataset
-
-        self.train = load_dataset(self.settings.dataset, "train", root=self.settings.root)
-        self.test = load_dataset(self.settings.dataset, "test", root=self.settings.root)
-
     def run_target(self, target: Target, record: dict[str, Any] | None, log: Log) -> dict:
         s = self.settings
         log(f"[{self._prefix}] {target.label}: training")
@@ -177,10 +149,7 @@ class OneClass(Protocol):
             s.dataset, self.train, self.test, target.item, s, target.seed,
             save_to=self.model_dir(target), log_to=self.log_dir(target),
         )  # fmt: skip
-        log(
-            f"[{self._prefix}] {target.label}: AUROC {rec['auroc']:.2f} "
-            f"(fit {rec['fit_seconds']:.0f} s, score {rec['score_seconds']:.1f} s)"
-        )
+        log(f"[{self._prefix}] {target.label}: {self.result_line(rec)}")
         return rec
 
     def summary_records(self, ran: list[dict[str, Any]]) -> list[dict[str, Any]]:

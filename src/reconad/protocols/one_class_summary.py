@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from reconad.protocols.engine import fmt, mean_cell
 from reconad.reference import published_auroc, published_source
 from reconad.serialize import write_csv, write_json
 
@@ -117,42 +118,35 @@ def _extra_columns(summary: dict[str, Any]) -> tuple[list[str], list[str]]:
     return comps, list(summary.get("reference_means", {}))
 
 
+def _mean_row(summary: dict[str, Any]) -> dict[str, Any]:
+    """The summary's means (total times) as a class row, the last row of the CSV and table."""
+    return {
+        "class": "mean",
+        "auroc": summary["mean"],
+        "auroc_std": summary["mean_std_over_seeds"],
+        "published": summary["published_mean"],
+        "diff": summary["diff_mean"],
+        "components": summary.get("component_means", {}),
+        "references": summary.get("reference_means", {}),
+        "fit_seconds": summary["total_fit_seconds"],
+        "score_seconds": summary["total_score_seconds"],
+        "peak_rss_mb": summary["peak_rss_mb"],
+    }
+
+
 def write_summary(summary: dict[str, Any], out_dir: Path) -> None:
     """Write ``summary.json`` and ``summary.csv`` beside the per-run files."""
     out_dir = Path(out_dir)
     write_json(out_dir / "summary.json", summary)
-    fields = [
-        "class",
-        "class_name",
-        "auroc",
-        "auroc_std",
-        "published",
-        "diff",
-        "fit_seconds",
-        "score_seconds",
-        "peak_rss_mb",
-    ]
     comps, refs = _extra_columns(summary)
-    fields[4:4] = [f"auroc_{k}" for k in comps] + [f"published_{m}" for m in refs]
+    fields = ["class", "class_name", "auroc", "auroc_std"]
+    fields += [f"auroc_{k}" for k in comps] + [f"published_{m}" for m in refs]
+    fields += ["published", "diff", "fit_seconds", "score_seconds", "peak_rss_mb"]
     rows = []
-    for row in summary["rows"]:
+    for row in [*summary["rows"], _mean_row(summary)]:
         extra = {f"auroc_{k}": v for k, v in row.get("components", {}).items()}
         extra.update({f"published_{m}": v for m, v in row.get("references", {}).items()})
         rows.append({**row, **extra})
-    rows.append(
-        {
-            "class": "mean",
-            "auroc": summary["mean"],
-            "auroc_std": summary["mean_std_over_seeds"],
-            "published": summary["published_mean"],
-            "diff": summary["diff_mean"],
-            "fit_seconds": summary["total_fit_seconds"],
-            "score_seconds": summary["total_score_seconds"],
-            "peak_rss_mb": summary["peak_rss_mb"],
-            **{f"auroc_{k}": v for k, v in summary.get("component_means", {}).items()},
-            **{f"published_{m}": v for m, v in summary.get("reference_means", {}).items()},
-        }
-    )
     write_csv(out_dir / "summary.csv", fields, rows)
 
 
@@ -172,29 +166,16 @@ def render_table(summary: dict[str, Any]):
     cols += [f"{m} (pub.)" for m in refs] + ["fit s", "score s"]
     for col in cols:
         t.add_column(col, justify="right" if col != "class" else "left")
-
-    def fmt(v, signed=False):
-        return "-" if v is None else (f"{v:+.1f}" if signed else f"{v:.1f}")
-
-    for r in summary["rows"]:
-        ours = f"{r['auroc']:.1f}" + (f" ± {r['auroc_std']:.1f}" if len(r["seeds"]) > 1 else "")
+    for r in [*summary["rows"], _mean_row(summary)]:
+        is_mean = r["class"] == "mean"
         t.add_row(
-            f"{r['class']} {r['class_name']}",
-            ours,
+            "mean" if is_mean else f"{r['class']} {r['class_name']}",
+            mean_cell(r["auroc"], r["auroc_std"], len(r.get("seeds", ()))),
             *(fmt(r.get("components", {}).get(k)) for k in comps),
             *([fmt(r["published"]), fmt(r["diff"], True)] * own),
             *(fmt(r.get("references", {}).get(m)) for m in refs),
             f"{r['fit_seconds']:.0f}",
             f"{r['score_seconds']:.1f}",
+            style="bold" if is_mean else None,
         )
-    t.add_row(
-        "mean",
-        f"{summary['mean']:.1f}",
-        *(fmt(summary.get("component_means", {}).get(k)) for k in comps),
-        *([fmt(summary["published_mean"]), fmt(summary["diff_mean"], True)] * own),
-        *(fmt(summary["reference_means"].get(m)) for m in refs),
-        f"{summary['total_fit_seconds']:.0f}",
-        f"{summary['total_score_seconds']:.1f}",
-        style="bold",
-    )
     return t
