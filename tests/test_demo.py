@@ -27,3 +27,19 @@ def test_demo_writes_model_metrics_and_figures(tmp_path):
     assert saved["auroc"] == m["auroc"] and m["auroc"] > 90
     assert np.isfinite(saved["threshold"])
     assert saved["versions"]["torch"] and saved["seed"] == 0 and saved["peak_rss_mb"] > 0
+
+
+def test_demo_settings_train_at_least_the_presets_steps():
+    # The demo's epoch count on its 113 fitting images (fit holds out a tenth of the 125)
+    # must plan as many optimiser steps as the preset does, or fit warns "undertrained".
+    from reconad.demo import DEMO_HPARAMS
+    from reconad.methods import get_method
+    from reconad.training import plan_steps
+
+    n_fit = 113
+    for name, hp in DEMO_HPARAMS.items():
+        cls = get_method(name)
+        preset = next(iter(cls.presets))
+        demo = cls(cls.make_config(preset, **hp), 1, (16, 16))
+        reference = cls(cls.make_config(preset), 1, (16, 16))
+        assert plan_steps(demo, n_fit, floor=False) >= plan_steps(reference, n_fit), name
