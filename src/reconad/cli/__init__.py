@@ -38,6 +38,7 @@ from reconad.cli.common import (
     _check_logger,
     _check_report,
     _fail,
+    _fail_on,
     _log,
     _model_config,
     _scoring,
@@ -136,10 +137,8 @@ def _check_out(out: Path, data: Path) -> Path:
             f"--out {out} is the --data folder or inside it; the model would replace or mix "
             "with the training images. Choose an --out outside the data folder."
         )
-    try:
+    with _fail_on(OutputRefused):
         check_replaceable(out_r, is_model_dir, "reconad model")
-    except OutputRefused as e:
-        _fail(str(e))
     return out_r
 
 
@@ -166,10 +165,8 @@ def _check_run_options(
 def _load(model: Path):
     from reconad.detector import Detector
 
-    try:
+    with _fail_on(FileNotFoundError, ValueError, KeyError):
         return Detector.load(model)
-    except (FileNotFoundError, ValueError, KeyError) as e:
-        _fail(str(e))
 
 
 @app.command("list")
@@ -347,11 +344,9 @@ def test(
 
     _check_report(report)
     det = _load(model)
-    try:
+    with _fail_on(DataError, MetricError, ValueError):
         ts = read_mvtec(data, "test", size=det.read_size_)
         res = evaluate(det, ts)
-    except (DataError, MetricError, ValueError) as e:
-        _fail(str(e))
     t = Table(title=f"{det.method} on {data}")
     t.add_column("metric")
     t.add_column("%", justify="right")
@@ -433,11 +428,9 @@ def predict(
     det = _load(model)
     decide = _check_decision(det, threshold, alpha, fdr, csv_out)
     files: list[Path] = []
-    try:
+    with _fail_on(DataError):
         for p in images:  # a folder is read by fit's rule: image files only, no hidden ones
             files.extend(image_files(p) if p.is_dir() else [p])
-    except DataError as e:
-        _fail(str(e))
     stems = _heatmap_stems(files) if heatmaps else []
     flags, passes = None, _chunks(det, files, heatmaps is not None)
     if fdr is not None:  # BH needs every p-value first: one scoring pass without maps
@@ -479,11 +472,9 @@ def _chunks(det, files: list[Path], maps: bool = False):
 
     for lo in range(0, len(files), PREDICT_CHUNK):
         chunk = files[lo : lo + PREDICT_CHUNK]
-        try:
+        with _fail_on(DataError):
             ts = to_imageset([str(f) for f in chunk], size=det.read_size_)
             yield lo, det.explain(ts, n=len(ts) if maps else 0, maps=maps)
-        except DataError as e:
-            _fail(str(e))
 
 
 def _p_or_none(det, scores: np.ndarray) -> np.ndarray | None:
@@ -626,16 +617,12 @@ def export_cmd(
 
     if fmt not in EXPORT_FORMATS:
         _fail(f"--format {fmt!r}: unknown export format; choose from {list(EXPORT_FORMATS)}")
-    try:
+    with _fail_on(ImportError, ValueError):  # ValueError: a bad --out, or one not ours
         require_onnx()
         check_outputs(out)
-    except (ImportError, ValueError) as e:  # ValueError: a bad --out, or one not ours
-        _fail(str(e))
     det = _load(model)
-    try:
+    with _fail_on(ExportError, OutputRefused):
         info = export_onnx(det, out)
-    except (ExportError, OutputRefused) as e:
-        _fail(str(e))
     c, h, w = det.input_shape_
     worst = max(r["max_abs_diff"] for k, r in info["parity"].items() if k != "images")
     typer.echo(

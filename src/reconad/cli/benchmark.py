@@ -28,6 +28,7 @@ from reconad.cli.common import (
     _check_logger,
     _check_report,
     _fail,
+    _fail_on,
     _log,
     _model_config,
     _scoring,
@@ -166,10 +167,8 @@ def _classes(spec: str, dataset: str) -> tuple[int, ...]:
     from reconad.data.imageset import DataError
     from reconad.data.protocol import parse_classes
 
-    try:
+    with _fail_on(DataError, ValueError):
         return tuple(parse_classes(spec, len(DATASETS[canonical_name(dataset)]["classes"])))
-    except (DataError, ValueError) as e:
-        _fail(str(e))
 
 
 def _run(settings):
@@ -231,10 +230,8 @@ def one_class(
     scoring = _scoring(method, score, difficulty, difficulty_mode)
     variants = tuple(v for v in (also_score or "").split(",") if v.strip())
     for v in variants:  # validated before any training is spent, as --score is
-        try:
+        with _fail_on(ValueError):
             spec = ScoringSpec.parse(v)
-        except ValueError as e:
-            _fail(str(e))
         _scoring(method, spec.score, spec.difficulty, spec.mode)
     _run(
         OneClassSettings(
@@ -384,7 +381,7 @@ def adversarial(
     from reconad.adversarial import parse_epsilons
     from reconad.protocols import AdversarialSettings
 
-    try:
+    with _fail_on(ValueError):
         settings = AdversarialSettings(
             dataset=dataset, classes=_classes(classes, dataset), out=out,
             attacks=tuple(a.strip() for a in attacks.split(",")),
@@ -392,6 +389,4 @@ def adversarial(
             fit_on=fit_on, classifier_epochs=classifier_epochs, save_models=save_models,
             **common,
         )  # fmt: skip
-    except ValueError as e:
-        _fail(str(e))
     _run(settings)

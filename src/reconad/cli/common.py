@@ -3,6 +3,7 @@ errors, and the checks that run before any data is read."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -152,16 +153,23 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
+@contextlib.contextmanager
+def _fail_on(*errors: type[Exception]):
+    """Bad input that raises one of ``errors`` in the block: its message, one line, exit 2."""
+    try:
+        yield
+    except errors as e:
+        _fail(str(e))
+
+
 def _check_report(report: Path | None) -> None:
     """Refuse, before any work, a --report path holding a file reconad did not write."""
     from reconad.report.html import check_report_path
     from reconad.serialize import OutputRefused
 
     if report is not None:
-        try:
+        with _fail_on(OutputRefused):
             check_report_path(report)
-        except OutputRefused as e:
-            _fail(str(e))
 
 
 def _model_config(model: Path, det) -> dict[str, Any]:
