@@ -178,6 +178,20 @@ def test_fit_and_test_on_an_mvtec_style_tree(tile_tree, tmp_path):
     assert (tmp_path / "rep" / "roc.png").exists()
 
 
+def test_fit_keep_aspect_on_images_of_varying_shape(tile_tree, tmp_path):
+    model = tmp_path / "m"
+    r = _invoke(
+        "fit", "--data", tile_tree, "--out", model, "--method", "pca", "--image-size", "32",
+        "--keep-aspect",
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert json.loads((model / "config.json").read_text())["input"]["keep_aspect"] is True
+    assert "aspect ratio kept" in (model / "MODEL_CARD.md").read_text()
+    r = _invoke("test", "--model", model, "--data", tile_tree, "--out", tmp_path / "rep")
+    assert r.exit_code == 0, r.output
+    assert "aspect ratio" in _invoke("fit", "--help").output
+
+
 def test_fit_without_image_size_on_varying_sizes_says_what_to_do(tile_tree, tmp_path):
     r = _invoke("fit", "--data", tile_tree, "--out", tmp_path / "m", "--method", "pca")
     assert r.exit_code == 2 and "size" in r.output

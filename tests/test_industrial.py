@@ -23,7 +23,7 @@ from reconad.data.imageset import DataError
 from reconad.detector import Detector, resize_maps
 from reconad.evaluate import evaluate as evaluate_industrial
 from reconad.protocols import IndustrialSettings, run_benchmark
-from reconad.protocols.industrial import collect_industrial, resolve_category
+from reconad.protocols.industrial import Industrial, collect_industrial, resolve_category
 from reconad.protocols.industrial_summary import (
     render_industrial_table,
     summarize_industrial,
@@ -288,6 +288,23 @@ def test_tiles_in_the_industrial_protocol(category, tmp_path):
     assert rec["auroc_per_type"]["scratch"] == 100 and rec["pixel_auroc"] > 95
     with pytest.raises(ValueError, match="patch"):  # a folder of tiled runs refuses whole ones
         run_industrial(str(category), "pca", [1], tmp_path, size=28, log=lambda m: None)
+
+
+def test_aspect_ratio_kept_in_the_industrial_protocol(category, tmp_path):
+    # the category's images differ in shape (20 x 36 to 32 x 24): letterboxed, not squashed
+    out = tmp_path / "aspect"
+    rec = run_industrial(
+        str(category), "pca", [0], out, size=28, keep_aspect=True, log=lambda m: None
+    )[0]
+    assert rec["settings"]["keep_aspect"] is True and rec["input"]["keep_aspect"] is True
+    assert rec["auroc_per_type"]["scratch"] == 100 and rec["pixel_auroc"] > 95
+    with pytest.raises(ValueError, match="keep_aspect"):  # a folder of them refuses squashing
+        run_industrial(str(category), "pca", [1], out, size=28, log=lambda m: None)
+    plain = IndustrialSettings(dataset=str(category), method="pca", seeds=(0,), size=28)
+    boxed = IndustrialSettings(
+        dataset=str(category), method="pca", seeds=(0,), size=28, keep_aspect=True
+    )
+    assert Industrial(boxed).default_out().name == Industrial(plain).default_out().name + "+aspect"
 
 
 def test_one_class_scoring_options_are_refused_in_one_line(category, tmp_path):

@@ -28,6 +28,7 @@ from sklearn.base import BaseEstimator
 
 import reconad
 from reconad import conformal, tiling
+from reconad.aspect import letterbox, unletterbox
 from reconad.calibration import threshold_at_fpr
 from reconad.data.imageset import DataError, ImageSet
 from reconad.data.protocol import holdout_split
@@ -136,6 +137,10 @@ class Detector(BaseEstimator):
             built for P x P tiles, trains on tiles that cover each image, and scores whole
             images by overlapping tiles, maps stitched back at the working size (see
             ``reconad.tiling``); None = the whole image at once.
+        keep_aspect: keep each image's aspect ratio: shrink it into the working size and
+            fill the rest by mirroring its own pixels, instead of squashing it (see
+            ``reconad.aspect``); maps come back in the image's own frame either way. For
+            sets whose images differ in shape (Magnetic-Tile).
         augment: training transforms drawn per image, from ``hflip``, ``vflip``, ``rot90``
             (a sequence, or one comma-separated string); only for categories whose normal
             images may appear flipped or turned.
@@ -173,6 +178,7 @@ class Detector(BaseEstimator):
         normalize: str = "none",
         image_score: str = "native",
         patch: int | None = None,
+        keep_aspect: bool = False,
         augment: str | tuple[str, ...] = (),
         logger: str | tuple[str, ...] | None = None,
         hparams: dict[str, Any] | None = None,
@@ -197,6 +203,7 @@ class Detector(BaseEstimator):
         self.normalize = normalize
         self.image_score = image_score
         self.patch = patch
+        self.keep_aspect = keep_aspect
         self.augment = augment
         self.logger = logger
         self.hparams = hparams  # as given: clone() checks each parameter is stored unchanged
@@ -220,6 +227,8 @@ class Detector(BaseEstimator):
         spec.check(cls)
         if self.normalize not in NORMALIZE_MODES:
             raise ValueError(f"normalize={self.normalize!r}: choose from {list(NORMALIZE_MODES)}")
+        if not isinstance(self.keep_aspect, bool):
+            raise ValueError(f"keep_aspect={self.keep_aspect!r}: True or False")
         fusion = spec.fusion()
         no_held_out = validation is None and not self.val_fraction > 0
         if fusion is not None and no_held_out:
@@ -257,6 +266,8 @@ class Detector(BaseEstimator):
         self.working_size_ = tuple(size)
         self.patch_ = self.patch
         images = normalize_intensity(resize_uint8(data.images, size), self.normalize)
+        if self.keep_aspect:
+            images = letterbox(images, data.orig_sizes)
         if self.patch_:  # tiles that cover each image (stride = tile side)
             images = tiling.cut(torch.from_numpy(images), self.patch_, self.patch_).numpy()
         self._warn_if_short(cls, config, data.channels, net_size, len(images))
@@ -489,7 +500,15 @@ class Detector(BaseEstimator):
             raise DataError(
                 f"the model expects {c}-channel images; got {data.channels}-channel{where}"
             )
-        return normalize_intensity(resize_uint8(data.images, (h, w)), self.normalize)
+        images = normalize_intensity(resize_uint8(data.images, (h, w)), self.normalize)
+        return letterbox(images, data.orig_sizes) if self.keep_aspect else images
+
+    def _unbox(self, arrays: np.ndarray | None, data: ImageSet) -> np.ndarray | None:
+        """Maps or intermediate images of letterboxed inputs back in the squashed frame
+        (``keep_aspect``), which callers resize to each image's size; else unchanged."""
+        if arrays is None or not self.keep_aspect:
+            return arrays
+        return unletterbox(arrays, data.orig_sizes)
 
     def _as_set(self, X: ImageInput) -> ImageSet:
         self._check_fitted()
@@ -592,7 +611,7 @@ class Detector(BaseEstimator):
             ValueError: if the method produces no maps (e.g. ``iforest``).
         """
         data = self._as_set(X)
-        maps = self._run(self._prepare(data), maps=True).maps
+        maps = self._unbox(self._run(self._prepare(data), maps=True).maps, data)
         if maps is None:
             raise ValueError(f"method {self.method!r} produces image scores only, no maps")
         return resize_maps(maps, data.orig_sizes) if original_size else maps
@@ -666,8 +685,8 @@ class Detector(BaseEstimator):
         out = self._run(images, maps=maps, extras=n, components=kinds)
         return {
             "scores": out.scores,
-            "maps": out.maps,
-            "extras": out.extras,
+            "maps": self._unbox(out.maps, data),
+            "extras": {k: self._unbox(v, data) for k, v in out.extras.items()},
             "components": out.components,
             "orig_sizes": data.orig_sizes,
             "paths": data.paths,
@@ -727,6 +746,7 @@ class Detector(BaseEstimator):
                 "height": h,
                 "width": w,
                 **({} if self.normalize == "none" else {"normalize": self.normalize}),
+                **({"keep_aspect": True} if self.keep_aspect else {}),
                 **(
                     {"patch": self.patch_, "working_size": list(self.working_size_)}
                     if getattr(self, "patch_", None)
@@ -839,6 +859,7 @@ class Detector(BaseEstimator):
             progress=False,
             normalize=inp.get("normalize", "none"),
             patch=inp.get("patch"),
+            keep_aspect=inp.get("keep_aspect", False),
             # "score" is the key config.json has always used for what is now score_views
             score_views=sc.get("score", "native"),
             difficulty=sc.get("difficulty", "none"),
@@ -906,7 +927,7 @@ def model_card(config: dict[str, Any]) -> str:
         "",
         f"- Method: `{config['method']}`, preset `{config['preset']}`",
         f"- Provenance: {config['provenance']}",
-        f"- Input: {inp['channels']} x {inp['height']} x {inp['width']}",
+        f"- Input: {input_line(inp)}",
         f"- Trained on {tr['n_train']} normal images, seed {tr['seed']}, "
         f"{tr['seconds']} s, epochs scale {tr['epochs_scale']}",
         f"- Scoring: {config['scoring']['score']}, difficulty {config['scoring']['difficulty']}, "
@@ -924,6 +945,19 @@ def model_card(config: dict[str, Any]) -> str:
         lines[-3:-3] = [f"- Run log ({', '.join(tr['logger'])}): {LOG_DIR}/, losses and "
                         "learning rates of every optimiser step"]  # fmt: skip
     return "\n".join(lines)
+
+
+def input_line(inp: dict[str, Any]) -> str:
+    """What the network sees, from ``config.json``'s ``input``: its shape, and the options
+    that shaped it (tiles, intensity normalisation, aspect ratio kept)."""
+    shape = f"{inp.get('channels')} x {inp.get('height')} x {inp.get('width')}"
+    if inp.get("patch"):
+        shape += f", trained on {inp['patch']} x {inp['patch']} tiles"
+    if inp.get("normalize"):
+        shape += f", intensity normalised per {inp['normalize']}"
+    if inp.get("keep_aspect"):
+        shape += ", aspect ratio kept (mirror-padded)"
+    return shape
 
 
 def _image_score_line(scoring: dict[str, Any]) -> str:

@@ -103,6 +103,11 @@ def refusal(det: Detector) -> str | None:
             f"the model scores by overlapping {det.patch_}x{det.patch_} tiles (--patch), "
             "which the ONNX export does not cover; export a model fitted without --patch"
         )
+    if getattr(det, "keep_aspect", False):
+        return (
+            "the model letterboxes each image to keep its aspect ratio (--keep-aspect), "
+            "which the ONNX export does not cover; export a model fitted without it"
+        )
     fusion = getattr(det, "scoring_", None)
     if fusion is not None and fusion.difficulty == "bpp":
         return (

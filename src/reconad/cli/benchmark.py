@@ -19,6 +19,7 @@ from reconad.cli.common import (
     AugmentOpt,
     DifficultyModeOpt,
     DifficultyOpt,
+    KeepAspectOpt,
     LoggerOpt,
     MethodOpt,
     NormalizeOpt,
@@ -278,6 +279,7 @@ def industrial(
         ),
     ] = "native",
     patch: PatchOpt = None,
+    keep_aspect: KeepAspectOpt = False,
     augment: AugmentOpt = "",
     save_models: Annotated[
         Path | None, typer.Option(help="Keep each fitted model in DIR/seedN (for predict).")
@@ -308,6 +310,7 @@ def industrial(
             normalize=normalize,
             image_score=image_score,
             patch=patch,
+            keep_aspect=keep_aspect,
             augment=augment,
             save_models=save_models,
             **common,

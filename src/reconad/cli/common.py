@@ -74,6 +74,18 @@ NormalizeOpt = Annotated[
 ]
 
 
+KeepAspectOpt = Annotated[
+    bool,
+    typer.Option(
+        "--keep-aspect",
+        help="Keep each image's aspect ratio: shrink it into the image size and fill the "
+        "rest by mirroring its own pixels, instead of squashing it to a square (for sets "
+        "whose images differ in shape, such as Magnetic-Tile). Maps come back at each "
+        "image's own size either way.",
+    ),
+]
+
+
 PatchOpt = Annotated[
     int | None,
     typer.Option(

@@ -51,6 +51,7 @@ OPTIONAL = {
     "normalize": ("none", "+{}"),
     "image_score": ("native", "+score-{}"),
     "patch": (None, "+patch{}"),  # the network sees patch x patch tiles of the image
+    "keep_aspect": (False, "+aspect"),  # letterboxed, not squashed
     "augment": ("", "+{}"),  # hflip,vflip: +hflip+vflip
 }
 
@@ -90,7 +91,8 @@ class IndustrialSettings(RunSettings):
         size: the square input side (rounded up to what the method needs).
         channels: 1 or 3 converts every image (default: the named set's, else as read).
         target_fpr: the false-alarm rate the image and pixel thresholds aim at.
-        normalize, image_score, patch, augment: the detector's options of the same names.
+        normalize, image_score, patch, keep_aspect, augment: the detector's options of the
+            same names.
     """
 
     size: int = 128
@@ -99,6 +101,7 @@ class IndustrialSettings(RunSettings):
     normalize: str = "none"
     image_score: str = "native"
     patch: int | None = None
+    keep_aspect: bool = False
     augment: str = ""
 
 
@@ -234,6 +237,7 @@ class Industrial(Protocol):
             normalize=s.normalize,
             image_score=s.image_score,
             patch=s.patch,
+            keep_aspect=s.keep_aspect,
             augment=s.augment,
         )
         fitted = fit_detector(det, fit, val, self.model_dir(target), self.log_dir(target))

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from reconad.detector import input_line
 from reconad.report.gallery import GROUPS, Gallery
 
 #: (metrics key, label) of the rows of the metrics table, in order
@@ -53,11 +54,7 @@ def model_card(config: dict[str, Any], metrics: dict[str, Any], data: str) -> st
     """The model card as a definition list: method, provenance, data, training, threshold."""
     cal, tr, inp = config.get("calibration", {}), config.get("training", {}), config["input"]
     sc = config.get("scoring", {})
-    shape = f"{inp.get('channels')} x {inp.get('height')} x {inp.get('width')}"
-    if inp.get("patch"):
-        shape += f", trained on {inp['patch']} x {inp['patch']} tiles"
-    if inp.get("normalize"):
-        shape += f", intensity normalised per {inp['normalize']}"
+    shape = input_line(inp)
     steps = tr.get("steps")
     training = ", ".join(
         s
