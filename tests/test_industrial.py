@@ -317,3 +317,19 @@ def test_one_class_scoring_options_are_refused_in_one_line(category, tmp_path):
         assert r.exit_code == 2 and "one-class protocol only" in r.output
         assert len(r.output.strip().splitlines()) == 1
     assert not (tmp_path / "a").exists()
+
+
+def test_map_smoothing_in_the_industrial_protocol(category, tmp_path):
+    out = tmp_path / "smooth"
+    rec = run_industrial(
+        str(category), "pca", [0], out, size=28, val_fraction=0.75, map_smoothing="auto",
+        log=lambda m: None,
+    )[0]  # fmt: skip
+    assert rec["settings"]["map_smoothing"] == "auto" and rec["n_val"] >= 8
+    assert rec["map_sigma"] in (0.0, 1.0, 2.0, 4.0, 8.0)
+    assert set(rec["map_sigma_auroc"]) == {"0", "1", "2", "4", "8"}
+    assert 0 <= rec["pixel_auroc"] <= 100
+    args = ["benchmark", "--dataset", str(category), "--method", "pca", "--size", "28"]
+    r = runner.invoke(app, [*args, "--map-smoothing", "wide", "--out", str(tmp_path / "b")])
+    assert r.exit_code == 2 and "a Gaussian width in pixels" in r.output
+    assert not (tmp_path / "b").exists()

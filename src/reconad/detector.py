@@ -42,9 +42,22 @@ from reconad.inputs import (
 )
 from reconad.methods.base import Method, ScoreOutput, cat_outputs, get_method
 from reconad.runlog import LOG_DIR, log_files, parse_loggers, save_log_files, write_log_files
-from reconad.score_choice import CANDIDATES, IMAGE_SCORES, MIN_IMAGES, Choice
+from reconad.score_choice import (
+    CANDIDATES,
+    IMAGE_SCORES,
+    MIN_IMAGES,
+    Choice,
+    SigmaChoice,
+    choose_sigma,
+)
 from reconad.score_choice import choose as choose_image_score
-from reconad.scoring import ScoreFusion, ScoringSpec, compute_views, map_image_scores
+from reconad.scoring import (
+    ScoreFusion,
+    ScoringSpec,
+    compute_views,
+    gaussian_smooth,
+    map_image_scores,
+)
 from reconad.serialize import atomic_dir, load_tensors, save_tensors, write_json
 from reconad.training import TrainConfig, check_augment, plan_steps, train
 
@@ -137,6 +150,11 @@ class Detector(BaseEstimator):
             built for P x P tiles, trains on tiles that cover each image, and scores whole
             images by overlapping tiles, maps stitched back at the working size (see
             ``reconad.tiling``); None = the whole image at once.
+        map_smoothing: the standard deviation, in pixels at the working size, of a Gaussian
+            filter applied to every anomaly map the detector returns (pixel metrics, heat
+            maps; image scores are unchanged); 0 = none, or ``auto``: the width among
+            ``reconad.score_choice.SIGMAS`` whose maps best find synthetic defects pasted
+            into the held-out normals (pixel AUROC; no test image is involved).
         keep_aspect: keep each image's aspect ratio: shrink it into the working size and
             fill the rest by mirroring its own pixels, instead of squashing it (see
             ``reconad.aspect``); maps come back in the image's own frame either way. For
@@ -177,6 +195,7 @@ class Detector(BaseEstimator):
         difficulty_mode: str = "divide",
         normalize: str = "none",
         image_score: str = "native",
+        map_smoothing: float | str = 0.0,
         patch: int | None = None,
         keep_aspect: bool = False,
         augment: str | tuple[str, ...] = (),
@@ -202,6 +221,7 @@ class Detector(BaseEstimator):
         self.difficulty_mode = difficulty_mode
         self.normalize = normalize
         self.image_score = image_score
+        self.map_smoothing = map_smoothing
         self.patch = patch
         self.keep_aspect = keep_aspect
         self.augment = augment
@@ -242,6 +262,7 @@ class Detector(BaseEstimator):
                 "val_fraction > 0 or pass validation="
             )
         self._check_image_score(cls, fusion)
+        self._check_map_smoothing(cls)
         size = self._requested_size()
         data = to_imageset(X, size=size).unlabelled()  # the label fence: no truth past here
         if size is None:
@@ -294,6 +315,7 @@ class Detector(BaseEstimator):
                 self.scoring_ = fusion.fit(self._run(val_images, fusion=fusion).views)
         # held-out normals and synthetic defects only, before the threshold is set on them
         self._choose_image_score(val_images, fused=fusion is not None)
+        self._choose_map_sigma(val_images)
         if val_images is not None:
             self.val_scores_ = self._run(val_images).scores
             self.threshold_ = threshold_at_fpr(self.val_scores_, self.target_fpr)
@@ -371,6 +393,53 @@ class Detector(BaseEstimator):
                 f"image_score={self.image_score!r} applies to the native score; score_views="
                 f"{self.score_views!r} with difficulty={self.difficulty!r} has its own"
             )
+
+    def _check_map_smoothing(self, cls) -> None:
+        ms = self.map_smoothing
+        number = isinstance(ms, (int, float)) and not isinstance(ms, bool)
+        if not (ms == "auto" or (number and np.isfinite(ms) and ms >= 0)):
+            raise ValueError(
+                f"map_smoothing={ms!r}: a Gaussian width in pixels (a number >= 0) or 'auto'"
+            )
+        if ms != 0 and not cls.produces_maps:
+            raise ValueError(f"map_smoothing applies to anomaly maps; {self.method} produces none")
+
+    def _choose_map_sigma(self, val_images: np.ndarray | None) -> None:
+        """``map_smoothing='auto'``: the width whose maps best find synthetic defects pasted
+        into the held-out normals (``reconad.score_choice.choose_sigma``); else as given."""
+        auto = self.map_smoothing == "auto"
+        self.map_sigma_ = 0.0 if auto else float(self.map_smoothing)
+        self.map_sigma_auroc_: dict[float, float] = {}
+        self.map_sigma_strength_: float | None = None
+        if not auto:
+            return
+        n = 0 if val_images is None else len(val_images)
+        if n < MIN_IMAGES:
+            warnings.warn(
+                f"map_smoothing='auto': {n} held-out normal image(s), fewer than {MIN_IMAGES} "
+                "to choose by; maps are left unsmoothed",
+                UserWarning,
+                stacklevel=3,
+            )
+            return
+        choice = self._map_sigma_choice(val_images)
+        self.map_sigma_, self.map_sigma_auroc_, self.map_sigma_strength_ = choice
+
+    def map_sigma_choice(self, validation: ImageInput) -> SigmaChoice:
+        """What ``map_smoothing='auto'`` would choose on ``validation`` (held-out normal
+        images): the width, each width's pixel AUROC on synthetic defects, and their
+        strength; the detector is left unchanged.
+
+        Raises:
+            ValueError: for a method without maps, or too few images to choose by.
+        """
+        self._check_fitted()
+        if not type(self.method_).produces_maps:
+            raise ValueError(f"{self.method} produces no maps to smooth")
+        return self._map_sigma_choice(self._prepare(self._as_set(validation)))
+
+    def _map_sigma_choice(self, images: np.ndarray) -> SigmaChoice:
+        return choose_sigma(lambda x: self._run(x, maps=True, smooth=False).maps, images, self.seed)
 
     def _choose_image_score(self, val_images: np.ndarray | None, fused: bool) -> None:
         """``image_score='auto'``: keep the candidate that best tells the held-out normals
@@ -522,6 +591,7 @@ class Detector(BaseEstimator):
         extras: int = 0,
         components: tuple[str, ...] = (),
         fusion: Any = "own",
+        smooth: bool = True,
     ) -> Scored:
         """One scoring pass over uint8 images, in batches; what to keep is asked for.
 
@@ -535,6 +605,7 @@ class Detector(BaseEstimator):
                 fusion, else its image score); None, the method's native score; a
                 :class:`ScoreFusion`: its score once fitted, and its raw views
                 (``Scored.views``; ``scores`` is None until it is fitted).
+            smooth: apply the detector's map smoothing to the kept maps.
         """
         self.method_.eval()
         device = self.method_.device  # the training accelerator: score where the model is
@@ -543,6 +614,7 @@ class Detector(BaseEstimator):
             fusion = getattr(self, "scoring_", None)
             if fusion is None and getattr(self, "image_score_", "native") != "native":
                 read = self.image_score_
+        sigma = getattr(self, "map_sigma_", 0.0)
         own_comps = "method" in components and self.method_.has_components
         map_comps = "map" in components and self.method_.produces_maps
         scores, amaps, kept, raw, comps = [], [], {}, {}, {}
@@ -568,7 +640,10 @@ class Detector(BaseEstimator):
                     got = map_image_scores(out.anomaly_map)[read] if read else out.image_score
                     scores.append(self._finite(got.detach().float().cpu().numpy(), i))
                 if maps and out.anomaly_map is not None:
-                    amaps.append(out.anomaly_map[:, 0].detach().float().cpu().numpy())
+                    amap = out.anomaly_map
+                    if smooth and sigma:
+                        amap = gaussian_smooth(amap, sigma)
+                    amaps.append(amap[:, 0].detach().float().cpu().numpy())
                 if i < extras:
                     for k, v in out.extras.items():
                         kept.setdefault(k, []).append(v[: extras - i].detach().float().cpu())
@@ -731,6 +806,17 @@ class Detector(BaseEstimator):
         source = getattr(self, "_run_log_source", None)
         return log_files(source) if source is not None else {}
 
+    def _map_sigma_config(self) -> dict[str, Any]:
+        """The map smoothing's entries of ``config.json``'s scoring, when it was asked for."""
+        if self.map_smoothing == 0:
+            return {}
+        return {
+            "map_smoothing_option": self.map_smoothing,
+            "map_sigma": self.map_sigma_,
+            "map_sigma_auroc": {f"{k:g}": v for k, v in self.map_sigma_auroc_.items()},
+            "map_sigma_defect_strength": self.map_sigma_strength_,
+        }
+
     def to_config(self) -> dict[str, Any]:
         """What ``config.json`` holds: method, hyper-parameters, input, calibration, run."""
         cls = type(self.method_)
@@ -775,6 +861,7 @@ class Detector(BaseEstimator):
                 "image_score": getattr(self, "image_score_", "native"),
                 "image_score_auroc": getattr(self, "image_score_auroc_", {}),
                 "image_score_defect_strength": getattr(self, "image_score_strength_", None),
+                **self._map_sigma_config(),
             },
             "training": {
                 "seed": self.seed,
@@ -865,6 +952,7 @@ class Detector(BaseEstimator):
             difficulty=sc.get("difficulty", "none"),
             difficulty_mode=sc.get("difficulty_mode", "divide"),
             image_score=sc.get("image_score_option", "native"),
+            map_smoothing=sc.get("map_smoothing_option", 0.0),
         )
         det.method_ = method_cls(
             method_cls.Config(**hp), inp["channels"], (inp["height"], inp["width"])
@@ -886,6 +974,9 @@ class Detector(BaseEstimator):
             raise ValueError(f"unknown image score {det.image_score_!r} (not in {CANDIDATES})")
         det.image_score_auroc_ = sc.get("image_score_auroc", {})
         det.image_score_strength_ = sc.get("image_score_defect_strength")
+        det.map_sigma_ = float(sc.get("map_sigma", 0.0))
+        det.map_sigma_auroc_ = {float(k): v for k, v in (sc.get("map_sigma_auroc") or {}).items()}
+        det.map_sigma_strength_ = sc.get("map_sigma_defect_strength")
         det.config_ = cfg
         return det
 
@@ -931,7 +1022,7 @@ def model_card(config: dict[str, Any]) -> str:
         f"- Trained on {tr['n_train']} normal images, seed {tr['seed']}, "
         f"{tr['seconds']} s, epochs scale {tr['epochs_scale']}",
         f"- Scoring: {config['scoring']['score']}, difficulty {config['scoring']['difficulty']}, "
-        f"image score {_image_score_line(config['scoring'])}",
+        f"image score {_image_score_line(config['scoring'])}{_map_sigma_line(config['scoring'])}",
         f"- Decision threshold {cal['threshold']}: {100 * cal['target_fpr']:g}% false positives "
         f"on {cal['n_val']} held-out normal images (no anomalous image was used)",
         f"- Hyper-parameters: {hp}",
@@ -958,6 +1049,17 @@ def input_line(inp: dict[str, Any]) -> str:
     if inp.get("keep_aspect"):
         shape += ", aspect ratio kept (mirror-padded)"
     return shape
+
+
+def _map_sigma_line(scoring: dict[str, Any]) -> str:
+    sigma, aurocs = scoring.get("map_sigma", 0.0), scoring.get("map_sigma_auroc") or {}
+    if not sigma and not aurocs:
+        return ""
+    line = f"; maps smoothed by a Gaussian of sigma {sigma:g} px"
+    if aurocs:
+        told = ", ".join(f"{float(k):g} px {100 * v:.1f}" for k, v in aurocs.items())
+        line += f" (chosen automatically; pixel AUROC on synthetic defects: {told})"
+    return line
 
 
 def _image_score_line(scoring: dict[str, Any]) -> str:

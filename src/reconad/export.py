@@ -103,6 +103,12 @@ def refusal(det: Detector) -> str | None:
             f"the model scores by overlapping {det.patch_}x{det.patch_} tiles (--patch), "
             "which the ONNX export does not cover; export a model fitted without --patch"
         )
+    if getattr(det, "map_sigma_", 0.0):
+        return (
+            f"the model smooths its maps (a Gaussian of sigma {det.map_sigma_:g} px, "
+            "--map-smoothing), which the ONNX export does not cover; export a model fitted "
+            "with --map-smoothing 0"
+        )
     if getattr(det, "keep_aspect", False):
         return (
             "the model letterboxes each image to keep its aspect ratio (--keep-aspect), "

@@ -18,6 +18,11 @@ very defects, separates them perfectly (AUROC 1.00 for every candidate on MVTec 
 0.997-1.00 on Magnetic-Tile). So while two or more candidates reach :data:`SATURATED`, the
 same defects are pasted again at half the opacity, down to :data:`STRENGTHS`' last, and the
 choice is made at the first strength where they part (or the faintest).
+
+The same probe chooses how much to smooth a map (``map_smoothing="auto"``,
+:func:`choose_sigma`): the Gaussian width, among :data:`SIGMAS`, whose smoothed maps best
+tell the synthetic defects' pixels (their masks) from every other pixel of the clean and
+the defective images: the pixel AUROC on training-side images only.
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ MIN_IMAGES = 8
 STRENGTHS = (1.0, 0.5, 0.25, 0.125)
 #: two candidates at or above this AUROC are not told apart by the probe
 SATURATED = 0.99
+#: Gaussian widths (pixels at the working size) ``map_smoothing="auto"`` chooses among
+SIGMAS = (0.0, 1.0, 2.0, 4.0, 8.0)
 
 
 class Choice(NamedTuple):
@@ -51,7 +58,16 @@ class Choice(NamedTuple):
 
 
 def with_defects(images: np.ndarray, seed: int, strength: float = 1.0) -> np.ndarray:
-    """The same uint8 images ``(N, C, H, W)``, each with one synthetic defect pasted in.
+    """The same uint8 images ``(N, C, H, W)``, each with one synthetic defect pasted in
+    (:func:`with_defect_masks` without the masks)."""
+    return with_defect_masks(images, seed, strength)[0]
+
+
+def with_defect_masks(
+    images: np.ndarray, seed: int, strength: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """The same uint8 images ``(N, C, H, W)``, each with one synthetic defect pasted in, and
+    the defects' bool masks ``(N, H, W)``.
 
     ``strength`` scales each defect's opacity (1: DRAEM's own; 0.5: half as visible, on the
     same masks and textures, since the seed is the same).
@@ -63,6 +79,7 @@ def with_defects(images: np.ndarray, seed: int, strength: float = 1.0) -> np.nda
     """
     x = torch.from_numpy(images).float() / 255.0
     out = x.clone()
+    masks = torch.zeros(len(x), *x.shape[2:], dtype=torch.bool)
     todo = torch.ones(len(x), dtype=torch.bool)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -72,9 +89,10 @@ def with_defects(images: np.ndarray, seed: int, strength: float = 1.0) -> np.nda
             _, aug, mask = synthesize(x, anomaly_prob=1.0, rotate_prob=0.0)
             hit = todo & (mask.flatten(1).sum(1) > 0)
             out[hit] = aug[hit]
+            masks[hit] = mask[hit, 0] > 0
             todo &= ~hit
     out = x + strength * (out - x)
-    return (out.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    return (out.clamp(0, 1) * 255).round().to(torch.uint8).numpy(), masks.numpy()
 
 
 def choose(
@@ -116,13 +134,62 @@ def choose(
     return Choice(name, aurocs, strength)
 
 
+class SigmaChoice(NamedTuple):
+    """The chosen map smoothing, each width's pixel AUROC (0-1) at the strength used."""
+
+    sigma: float
+    aurocs: dict[float, float]
+    strength: float
+
+
+def choose_sigma(
+    maps_of: Callable[[np.ndarray], np.ndarray], normals: np.ndarray, seed: int
+) -> SigmaChoice:
+    """The Gaussian width (:data:`SIGMAS`) whose smoothed maps give the highest pixel AUROC
+    on ``normals`` and ``with_defect_masks(normals)``, at the strongest probe strength where
+    at most one width saturates; ties keep the narrower.
+
+    Args:
+        maps_of: uint8 images -> their raw anomaly maps ``(N, H, W)``.
+        normals: held-out normal images, uint8 ``(N, C, H, W)``.
+        seed: the defects' seed.
+
+    Raises:
+        ValueError: with fewer than :data:`MIN_IMAGES` normal images.
+    """
+    from reconad.methods.maps import gaussian_smooth
+
+    if len(normals) < MIN_IMAGES:
+        raise ValueError(
+            f"map_smoothing='auto' compares {len(normals)} held-out normal image(s) with "
+            f"synthetic defects; it needs at least {MIN_IMAGES}: hold out more "
+            "(val_fraction) or give a width in pixels"
+        )
+    clean = torch.from_numpy(maps_of(normals)).float()[:, None]
+    for strength in STRENGTHS:
+        images, masks = with_defect_masks(normals, seed, strength)
+        maps = torch.cat([clean, torch.from_numpy(maps_of(images)).float()[:, None]])
+        truth = np.r_[np.zeros(clean.numel(), bool), masks.ravel()]
+        aurocs = {
+            s: float(roc_auc_score(truth, gaussian_smooth(maps, s).numpy().ravel())) for s in SIGMAS
+        }
+        if sum(v >= SATURATED for v in aurocs.values()) < 2:
+            break
+    best = max(aurocs.values())
+    return SigmaChoice(next(s for s in SIGMAS if aurocs[s] == best), aurocs, strength)
+
+
 __all__ = [
     "CANDIDATES",
     "IMAGE_SCORES",
     "MIN_IMAGES",
     "SATURATED",
+    "SIGMAS",
     "STRENGTHS",
     "Choice",
+    "SigmaChoice",
     "choose",
+    "choose_sigma",
+    "with_defect_masks",
     "with_defects",
 ]

@@ -49,6 +49,7 @@ from torch import Tensor, nn
 from reconad.calibration import Standardizer
 from reconad.methods.maps import (  # re-exported: the map primitives live below the methods
     feature_dissimilarity,
+    gaussian_smooth,
     map_image_scores,
     mean_filter_side,
     mse_map,
@@ -75,6 +76,7 @@ __all__ = [
     "compute_views",
     "difficulty",
     "feature_dissimilarity",
+    "gaussian_smooth",
     "frozen_network",
     "gray_entropy",
     "map_image_scores",

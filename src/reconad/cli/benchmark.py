@@ -21,6 +21,7 @@ from reconad.cli.common import (
     DifficultyOpt,
     KeepAspectOpt,
     LoggerOpt,
+    MapSmoothingOpt,
     MethodOpt,
     NormalizeOpt,
     PatchOpt,
@@ -280,6 +281,7 @@ def industrial(
     ] = "native",
     patch: PatchOpt = None,
     keep_aspect: KeepAspectOpt = False,
+    map_smoothing: MapSmoothingOpt = "0",
     augment: AugmentOpt = "",
     save_models: Annotated[
         Path | None, typer.Option(help="Keep each fitted model in DIR/seedN (for predict).")
@@ -311,6 +313,7 @@ def industrial(
             image_score=image_score,
             patch=patch,
             keep_aspect=keep_aspect,
+            map_smoothing=map_smoothing,
             augment=augment,
             save_models=save_models,
             **common,

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from kornia.filters import gaussian_blur2d
 from kornia.metrics import ssim
 from torch import Tensor
 
 __all__ = [
     "feature_dissimilarity",
+    "gaussian_smooth",
     "map_image_scores",
     "mean_filter_side",
     "mse_map",
@@ -47,6 +49,21 @@ def map_image_scores(amap: Tensor, side_at_256: int = 21, topk: float = 0.01) ->
         "map_max": smooth.flatten(1).amax(1),
         "map_topk": flat.topk(top, dim=1).values.mean(1),
     }
+
+
+def gaussian_smooth(amap: Tensor, sigma: float) -> Tensor:
+    """A map ``(B, 1, H, W)`` filtered by a Gaussian of standard deviation ``sigma`` pixels
+    (kernel side 2 * ceil(3 sigma) + 1, at most what reflect padding allows; reflect
+    padding); ``sigma`` 0 returns it unchanged. Per-pixel residuals are noisy where the
+    texture is; a defect is a region, so a filter lifts it above the texture's speckle."""
+    if sigma <= 0:
+        return amap
+    h, w = int(amap.shape[-2]), int(amap.shape[-1])
+    side = min(2 * int(np.ceil(3 * sigma)) + 1, 2 * min(h, w) - 1)
+    side -= 1 - side % 2  # odd
+    if side < 3:
+        return amap
+    return gaussian_blur2d(amap.float(), (side, side), (sigma, sigma), border_type="reflect")
 
 
 def mse_map(x: Tensor, x_hat: Tensor) -> Tensor:

@@ -52,6 +52,7 @@ OPTIONAL = {
     "image_score": ("native", "+score-{}"),
     "patch": (None, "+patch{}"),  # the network sees patch x patch tiles of the image
     "keep_aspect": (False, "+aspect"),  # letterboxed, not squashed
+    "map_smoothing": (0.0, "+smooth-{}"),  # Gaussian width of the maps, or auto
     "augment": ("", "+{}"),  # hflip,vflip: +hflip+vflip
 }
 
@@ -91,8 +92,8 @@ class IndustrialSettings(RunSettings):
         size: the square input side (rounded up to what the method needs).
         channels: 1 or 3 converts every image (default: the named set's, else as read).
         target_fpr: the false-alarm rate the image and pixel thresholds aim at.
-        normalize, image_score, patch, keep_aspect, augment: the detector's options of the
-            same names.
+        normalize, image_score, patch, keep_aspect, map_smoothing, augment: the detector's
+            options of the same names.
     """
 
     size: int = 128
@@ -102,6 +103,7 @@ class IndustrialSettings(RunSettings):
     image_score: str = "native"
     patch: int | None = None
     keep_aspect: bool = False
+    map_smoothing: float | str = 0.0
     augment: str = ""
 
 
@@ -238,6 +240,7 @@ class Industrial(Protocol):
             image_score=s.image_score,
             patch=s.patch,
             keep_aspect=s.keep_aspect,
+            map_smoothing=s.map_smoothing,
             augment=s.augment,
         )
         fitted = fit_detector(det, fit, val, self.model_dir(target), self.log_dir(target))
@@ -247,6 +250,9 @@ class Industrial(Protocol):
         del res["labels"]  # the records keep scores; labels are the test set's
         if choice is not None:
             res.update(image_score_entries(det, res, choice))
+        if s.map_smoothing != 0:  # the width used, and (auto) each width's probe AUROC
+            res["map_sigma"] = det.map_sigma_
+            res["map_sigma_auroc"] = {f"{k:g}": v for k, v in det.map_sigma_auroc_.items()}
         rss = res.pop("peak_rss_mb_scoring")
         return {
             "dataset": st["dataset"],
