@@ -411,16 +411,7 @@ class Detector(BaseEstimator):
         self.map_sigma_ = 0.0 if auto else float(self.map_smoothing)
         self.map_sigma_auroc_: dict[float, float] = {}
         self.map_sigma_strength_: float | None = None
-        if not auto:
-            return
-        n = 0 if val_images is None else len(val_images)
-        if n < MIN_IMAGES:
-            warnings.warn(
-                f"map_smoothing='auto': {n} held-out normal image(s), fewer than {MIN_IMAGES} "
-                "to choose by; maps are left unsmoothed",
-                UserWarning,
-                stacklevel=3,
-            )
+        if not auto or not _enough_held_out("map_smoothing", val_images, "maps stay unsmoothed"):
             return
         choice = self._map_sigma_choice(val_images)
         self.map_sigma_, self.map_sigma_auroc_, self.map_sigma_strength_ = choice
@@ -433,10 +424,7 @@ class Detector(BaseEstimator):
         Raises:
             ValueError: for a method without maps, or too few images to choose by.
         """
-        self._check_fitted()
-        if not type(self.method_).produces_maps:
-            raise ValueError(f"{self.method} produces no maps to smooth")
-        return self._map_sigma_choice(self._prepare(self._as_set(validation)))
+        return self._map_sigma_choice(self._map_method_images(validation, " to smooth"))
 
     def _map_sigma_choice(self, images: np.ndarray) -> SigmaChoice:
         return choose_sigma(lambda x: self._run(x, maps=True, smooth=False).maps, images, self.seed)
@@ -450,14 +438,7 @@ class Detector(BaseEstimator):
         self.image_score_strength_: float | None = None
         if self.image_score != "auto" or fused or not type(self.method_).produces_maps:
             return
-        n = 0 if val_images is None else len(val_images)
-        if n < MIN_IMAGES:
-            warnings.warn(
-                f"image_score='auto': {n} held-out normal image(s), fewer than {MIN_IMAGES} "
-                "to choose by; keeping the method's native score",
-                UserWarning,
-                stacklevel=3,
-            )
+        if not _enough_held_out("image_score", val_images, "keeping the method's native score"):
             return
         choice = self._image_score_choice(val_images)
         self.image_score_, self.image_score_auroc_, self.image_score_strength_ = choice
@@ -470,10 +451,15 @@ class Detector(BaseEstimator):
         Raises:
             ValueError: for a method without maps, or too few images to choose by.
         """
+        images = self._map_method_images(validation, ": its only image score is native")
+        return self._image_score_choice(images)
+
+    def _map_method_images(self, validation: ImageInput, why: str) -> np.ndarray:
+        """``validation`` prepared for a choice that reads maps; refused without them."""
         self._check_fitted()
         if not type(self.method_).produces_maps:
-            raise ValueError(f"{self.method} produces no maps: its only image score is native")
-        return self._image_score_choice(self._prepare(self._as_set(validation)))
+            raise ValueError(f"{self.method} produces no maps{why}")
+        return self._prepare(self._as_set(validation))
 
     def _image_score_choice(self, images: np.ndarray) -> Choice:
         return choose_image_score(self.image_scores, images, self.seed)
@@ -1086,6 +1072,21 @@ def _restore_tuples(config_cls: type, values: dict[str, Any]) -> dict[str, Any]:
         if isinstance(out.get(f.name), list) and "tuple" in str(f.type):
             out[f.name] = tuple(out[f.name])
     return out
+
+
+def _enough_held_out(option: str, val_images: np.ndarray | None, fallback: str) -> bool:
+    """Whether there are enough held-out normals for ``option='auto'`` to choose by; warns
+    with the ``fallback`` taken when there are not."""
+    n = 0 if val_images is None else len(val_images)
+    if n >= MIN_IMAGES:
+        return True
+    warnings.warn(
+        f"{option}='auto': {n} held-out normal image(s), fewer than {MIN_IMAGES} to choose "
+        f"by; {fallback}",
+        UserWarning,
+        stacklevel=4,
+    )
+    return False
 
 
 def resize_maps(maps: np.ndarray, sizes: list[tuple[int, int]]) -> list[np.ndarray]:

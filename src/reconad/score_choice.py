@@ -28,7 +28,7 @@ the defective images: the pixel AUROC on training-side images only.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -112,26 +112,40 @@ def choose(
     Raises:
         ValueError: with fewer than :data:`MIN_IMAGES` normal images.
     """
-    if len(normals) < MIN_IMAGES:
-        raise ValueError(
-            f"image_score='auto' compares {len(normals)} held-out normal image(s) with "
-            f"synthetic defects; it needs at least {MIN_IMAGES}: hold out more "
-            "(val_fraction) or choose an image score (native, map_max, map_topk)"
-        )
+    _check_enough("image_score", normals, "choose an image score (native, map_max, map_topk)")
     clean = score_all(normals)
     labels = np.r_[np.zeros(len(normals)), np.ones(len(normals))]
-    for strength in STRENGTHS:
+
+    def aurocs_at(strength: float) -> dict[str, float]:
         defect = score_all(with_defects(normals, seed, strength))
-        aurocs = {
+        return {
             k: float(roc_auc_score(labels, np.r_[clean[k], defect[k]]))
             for k in CANDIDATES
             if k in clean
         }
+
+    return Choice(*_probe(aurocs_at))
+
+
+def _check_enough(option: str, normals: np.ndarray, instead: str) -> None:
+    if len(normals) < MIN_IMAGES:
+        raise ValueError(
+            f"{option}='auto' compares {len(normals)} held-out normal image(s) with "
+            f"synthetic defects; it needs at least {MIN_IMAGES}: hold out more "
+            f"(val_fraction) or {instead}"
+        )
+
+
+def _probe(aurocs_at: Callable[[float], dict]) -> tuple[Any, dict, float]:
+    """``(best, aurocs, strength)``: each candidate's AUROC at the strongest probe strength
+    where at most one candidate saturates (so the probe tells them apart), or else at the
+    faintest; ties keep the candidate that comes first in ``aurocs``."""
+    for strength in STRENGTHS:
+        aurocs = aurocs_at(strength)
         if sum(v >= SATURATED for v in aurocs.values()) < 2:
-            break  # at most one candidate passes every probe: the probe tells them apart
+            break
     best = max(aurocs.values())
-    name = next(k for k in CANDIDATES if aurocs.get(k) == best)
-    return Choice(name, aurocs, strength)
+    return next(k for k, v in aurocs.items() if v == best), aurocs, strength
 
 
 class SigmaChoice(NamedTuple):
@@ -159,24 +173,18 @@ def choose_sigma(
     """
     from reconad.methods.maps import gaussian_smooth
 
-    if len(normals) < MIN_IMAGES:
-        raise ValueError(
-            f"map_smoothing='auto' compares {len(normals)} held-out normal image(s) with "
-            f"synthetic defects; it needs at least {MIN_IMAGES}: hold out more "
-            "(val_fraction) or give a width in pixels"
-        )
+    _check_enough("map_smoothing", normals, "give a width in pixels")
     clean = torch.from_numpy(maps_of(normals)).float()[:, None]
-    for strength in STRENGTHS:
+
+    def aurocs_at(strength: float) -> dict[float, float]:
         images, masks = with_defect_masks(normals, seed, strength)
         maps = torch.cat([clean, torch.from_numpy(maps_of(images)).float()[:, None]])
         truth = np.r_[np.zeros(clean.numel(), bool), masks.ravel()]
-        aurocs = {
+        return {
             s: float(roc_auc_score(truth, gaussian_smooth(maps, s).numpy().ravel())) for s in SIGMAS
         }
-        if sum(v >= SATURATED for v in aurocs.values()) < 2:
-            break
-    best = max(aurocs.values())
-    return SigmaChoice(next(s for s in SIGMAS if aurocs[s] == best), aurocs, strength)
+
+    return SigmaChoice(*_probe(aurocs_at))
 
 
 __all__ = [
