@@ -46,7 +46,8 @@ INDUSTRIAL_DATASETS: dict[str, dict[str, Any]] = {
 }
 
 #: the options a record's settings hold only when set (so earlier results keep their
-#: settings): each with its default and what it adds to the default folder name
+#: settings), each a Detector option of the same name: its default and what it adds to the
+#: default folder name
 OPTIONAL = {
     "normalize": ("none", "+{}"),
     "image_score": ("native", "+score-{}"),
@@ -236,12 +237,7 @@ class Industrial(Protocol):
             seed,
             image_size=st["size"],
             target_fpr=st["target_fpr"],
-            normalize=s.normalize,
-            image_score=s.image_score,
-            patch=s.patch,
-            keep_aspect=s.keep_aspect,
-            map_smoothing=s.map_smoothing,
-            augment=s.augment,
+            **{key: getattr(s, key) for key in OPTIONAL},  # the detector options of the same names
         )
         fitted = fit_detector(det, fit, val, self.model_dir(target), self.log_dir(target))
         pixel_threshold = _pixel_threshold(det, val, st["target_fpr"])
