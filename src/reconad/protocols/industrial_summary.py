@@ -25,6 +25,8 @@ METRICS = [
     ("ap", "image AP %"),
 ]
 COSTS = [
+    ("steps", "optimiser steps"),
+    ("images_seen", "training images drawn"),
     ("fit_seconds", "fit s"),
     ("score_seconds", "score s (test set)"),
     ("peak_rss_mb", "peak RSS MiB (fit + score)"),
