@@ -26,7 +26,7 @@ METRICS = [
 ]
 COSTS = [
     ("steps", "optimiser steps"),
-    ("images_seen", "training images drawn"),
+    ("images_seen", "images drawn"),
     ("fit_seconds", "fit s"),
     ("score_seconds", "score s (test set)"),
     ("peak_rss_mb", "peak RSS MiB (fit + score)"),

@@ -44,9 +44,10 @@ def num(key: str, value: Any, digits: int = 2, suffix: str = "") -> str:
     """A table cell holding one number, marked with its metrics key and exact value."""
     if value is None or isinstance(value, str):
         return f'<td class="num">{escape(str(value) if value is not None else "-")}</td>'
+    shown = str(value) if isinstance(value, int) else f"{float(value):.{digits}f}"  # counts
     return (
         f'<td class="num" data-metric="{escape(key)}" data-value="{float(value)!r}">'
-        f"{float(value):.{digits}f}{suffix}</td>"
+        f"{shown}{suffix}</td>"
     )
 
 
@@ -181,7 +182,7 @@ def summary_table(summary: dict[str, Any], published: dict[str, tuple[float, str
     rows = []
     for row in summary["rows"]:
         key = f"summary.{row['metric']}"
-        digits = 1 if row["metric"].endswith(("seconds", "mb", "metrics")) else 2
+        digits = 1 if row["metric"].endswith(("seconds", "mb", "metrics", "steps", "seen")) else 2
         cells = [f"<td>{escape(row['label'].strip())}</td>"]
         cells += [num(f"{key}.mean", row["mean"], digits), num(f"{key}.std", row["std"], digits)]
         cells += [num(f"{key}.seed{s}", row["per_seed"].get(s), digits) for s in seeds]
