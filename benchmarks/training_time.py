@@ -32,7 +32,7 @@ TIMED_BATCHES = 4
 
 
 def measure(method: str, preset: str | None, channels: int, size: int, n_images: int) -> list:
-    """Rows (stage, batch, planned steps, steps timed, s/step, projected minutes)."""
+    """Rows (stage, batch, planned steps, s/step, projected minutes) for one method."""
     cls = get_method(method)
     cfg = cls.make_config(preset)
     torch.manual_seed(0)
@@ -40,25 +40,16 @@ def measure(method: str, preset: str | None, channels: int, size: int, n_images:
     stages = m.stages()
     if not stages:
         return []
-    plans = [
-        (
-            s.name,
-            max(1, min(s.batch_size, n_images)),
-            plan_stage(s, n_images, 1.0, m.reference_train_size).steps,
-        )
-        for s in stages
-    ]
-    n = TIMED_BATCHES * max(p[1] for p in plans)
+    plans = [(s.name, plan_stage(s, n_images, 1.0, m.reference_train_size)) for s in stages]
+    n = TIMED_BATCHES * max(p.batch_size for _, p in plans)
     images = np.random.default_rng(0).integers(0, 256, (n, channels, size, size), np.uint8)
     # one short epoch of each stage, in order (a later stage may need the earlier ones')
     res = train(m, images, TrainConfig(progress=False, epochs_scale=1e-9, step_floor=False))
     out = []
-    for stage_name, bs, steps in plans:
+    for stage_name, plan in plans:
         hist = [h for h in res.history if h["stage"] == stage_name]
-        taken = sum(h["steps"] for h in hist)
-        secs = sum(h["seconds"] for h in hist)
-        per_step = secs / max(1, taken)
-        out.append((stage_name, bs, steps, taken, per_step, steps * per_step / 60))
+        per_step = sum(h["seconds"] for h in hist) / max(1, sum(h["steps"] for h in hist))
+        out.append((stage_name, plan.batch_size, plan.steps, per_step, plan.steps * per_step / 60))
     return out
 
 
@@ -83,11 +74,11 @@ def main() -> None:
         rows = measure(name, preset, args.channels, args.size, args.images)
         if not rows:
             continue
-        for stage, bs, steps, _taken, per_step, minutes in rows:
+        for stage, bs, steps, per_step, minutes in rows:
             t.add_row(
                 name, preset, stage, str(bs), f"{steps:,}", f"{per_step:.2f}", f"{minutes:.0f}"
             )
-        total = sum(r[5] for r in rows)
+        total = sum(r[4] for r in rows)
         t.add_row(
             name, preset, "all", "", f"{sum(r[2] for r in rows):,}", "", f"[b]{total:.0f}[/b]"
         )

@@ -44,7 +44,8 @@ def num(key: str, value: Any, digits: int = 2, suffix: str = "") -> str:
     """A table cell holding one number, marked with its metrics key and exact value."""
     if value is None or isinstance(value, str):
         return f'<td class="num">{escape(str(value) if value is not None else "-")}</td>'
-    shown = str(value) if isinstance(value, int) else f"{float(value):.{digits}f}"  # counts
+    count = isinstance(value, int) and not isinstance(value, bool)
+    shown = str(value) if count else f"{float(value):.{digits}f}"
     return (
         f'<td class="num" data-metric="{escape(key)}" data-value="{float(value)!r}">'
         f"{shown}{suffix}</td>"
